@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import pickle
 import tempfile
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any, Mapping
@@ -113,7 +114,10 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
     if p.is_dir():
         raise bad("it is a directory")
     try:
-        data = torch.load(p, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():
+            # a foreign pickle makes torch warn about its protocol before refusing it
+            warnings.simplefilter("ignore", UserWarning)
+            data = torch.load(p, map_location=map_location, weights_only=True)
     except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError,
             AttributeError, TypeError) as e:
         # weights_only refuses arbitrary objects with UnpicklingError; a truncated or
