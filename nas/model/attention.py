@@ -1,0 +1,216 @@
+"""Multi-head attention with the hooks the variants need.
+
+- key padding masks (proper ones: no ``/100`` trick),
+- variant 2, temperature: ``softmax(q k^T / (sqrt(d_h) tau) + mask)``, implemented by
+  dividing the *queries* by tau (the plan divided the mask, which does nothing),
+- variant 4, per-head query injection: an additive term on the projected queries,
+- variant 5, FiLM of the projected keys (and values) by the text,
+- variant 12, a key-wise additive bias (log reliability of each audio token).
+
+Keys and values are projected by ``project_kv`` separately from the queries so that the
+text-independent projections of the audio memory are computed once per clip.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from nas.model.common import GateMLP, safe_key_mask
+
+__all__ = [
+    "MultiHeadAttention", "NoTemperature", "Temperature", "make_temperature",
+    "NoFiLM", "FiLM", "make_film", "NoReweighting", "KeyReweighting",
+]
+
+
+# ----------------------------------------------------------------------------------
+# variant 2: temperature
+# ----------------------------------------------------------------------------------
+
+class NoTemperature(nn.Module):
+    """tau = 1 (the reference)."""
+
+    def scale(self, q: Tensor) -> Tensor:
+        return q
+
+    def value(self) -> Tensor | None:
+        return None
+
+    def record(self, layer: int, ctx) -> None:
+        return None
+
+
+class Temperature(nn.Module):
+    """tau = exp(theta) clamped to [0.1, 10]; theta = 0 (tau = 1) at init.
+
+    ``per_head``: one tau per head, else one scalar. Dividing q by tau divides the logits
+    q.k / sqrt(d_h) by tau, before the mask is added.
+    """
+
+    def __init__(self, heads: int, per_head: bool) -> None:
+        super().__init__()
+        self.theta = nn.Parameter(torch.zeros(heads if per_head else 1))
+
+    def tau(self) -> Tensor:
+        return self.theta.exp().clamp(0.1, 10.0)
+
+    def scale(self, q: Tensor) -> Tensor:  # q: [P, H, L, dh]
+        return q / self.tau().view(1, -1, 1, 1)
+
+    def value(self) -> Tensor | None:
+        return self.tau()
+
+    def record(self, layer: int, ctx) -> None:
+        ctx.values("temperature", layer, self.tau())
+
+
+def make_temperature(mode: str, heads: int) -> nn.Module:
+    """``none`` | ``scalar`` | ``per_head`` -> temperature module."""
+    return NoTemperature() if mode == "none" else Temperature(heads, mode == "per_head")
+
+
+# ----------------------------------------------------------------------------------
+# attention
+# ----------------------------------------------------------------------------------
+
+class MultiHeadAttention(nn.Module):
+    """Multi-head attention, batch-first; ``forward(x, mem, mask)`` or the split API.
+
+    Split API (used by the fusion block): ``project_q``, ``project_kv`` (cacheable per clip),
+    ``attend`` (with optional key bias), all tensors in head layout ``[P, H, L, d_h]``.
+    """
+
+    def __init__(self, dim: int, heads: int, temperature: nn.Module | None = None) -> None:
+        super().__init__()
+        self.heads, self.head_dim = heads, dim // heads
+        self.q_proj = nn.Linear(dim, dim)
+        self.k_proj = nn.Linear(dim, dim)
+        self.v_proj = nn.Linear(dim, dim)
+        self.out_proj = nn.Linear(dim, dim)
+        self.temperature = temperature if temperature is not None else NoTemperature()
+
+    def _heads(self, x: Tensor) -> Tensor:
+        n, s, _ = x.shape
+        return x.view(n, s, self.heads, self.head_dim).transpose(1, 2)
+
+    def project_q(self, x: Tensor) -> Tensor:
+        """``[P, L, D] -> [P, H, L, d_h]``."""
+        return self._heads(self.q_proj(x))
+
+    def project_kv(self, mem: Tensor) -> tuple[Tensor, Tensor]:
+        """``[N, M, D] -> (k, v)``, each ``[N, H, M, d_h]``."""
+        return self._heads(self.k_proj(mem)), self._heads(self.v_proj(mem))
+
+    def attend(self, q: Tensor, k: Tensor, v: Tensor, key_mask: Tensor,
+               key_bias: Tensor | None = None) -> Tensor:
+        """softmax(q k^T / (sqrt(d_h) tau) + bias + mask) v, then the output projection.
+
+        key_mask: ``[P, M]`` bool (True = valid); key_bias: ``[P, M]`` additive or None.
+        """
+        q = self.temperature.scale(q)
+        mask = safe_key_mask(key_mask)[:, None, None, :]
+        if key_bias is None:
+            attn_mask: Tensor = mask
+        else:
+            attn_mask = key_bias[:, None, None, :].to(q.dtype).masked_fill(~mask, float("-inf"))
+        o = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
+        p, h, s, dh = o.shape
+        return self.out_proj(o.transpose(1, 2).reshape(p, s, h * dh))
+
+    def probabilities(self, x: Tensor, mem: Tensor, key_mask: Tensor) -> Tensor:
+        """Attention probabilities ``[P, H, L, M]`` (for tests and analysis)."""
+        q = self.temperature.scale(self.project_q(x))
+        k, _ = self.project_kv(mem)
+        logits = q @ k.transpose(-1, -2) / math.sqrt(self.head_dim)
+        logits = logits.masked_fill(~safe_key_mask(key_mask)[:, None, None, :], float("-inf"))
+        return logits.softmax(-1)
+
+    def forward(self, x: Tensor, mem: Tensor, key_mask: Tensor) -> Tensor:
+        k, v = self.project_kv(mem)
+        return self.attend(self.project_q(x), k, v, key_mask)
+
+
+# ----------------------------------------------------------------------------------
+# variant 5: text-conditioned audio (FiLM)
+# ----------------------------------------------------------------------------------
+
+class NoFiLM(nn.Module):
+    """Keys and values unchanged."""
+
+    def forward(self, k: Tensor, v: Tensor, t_hat: Tensor | None) -> tuple[Tensor, Tensor]:
+        return k, v
+
+
+class FiLM(nn.Module):
+    """k' = k * (1 + gamma(t_hat)) + beta(t_hat) on the projected keys (and values).
+
+    gamma, beta are linear and zero-initialised, so the layer starts as the identity. The
+    multiplicative part is what changes the attention: a shift beta added to every key adds
+    the same q.beta to every logit and leaves the softmax unchanged (the plan's bug); it is
+    kept because on values it does matter.
+    """
+
+    def __init__(self, dim: int, heads: int, values: bool) -> None:
+        super().__init__()
+        self.heads = heads
+        self.k_film = nn.Linear(dim, 2 * dim)
+        self.v_film = nn.Linear(dim, 2 * dim) if values else None
+        for lin in (self.k_film, self.v_film):
+            if lin is not None:
+                nn.init.zeros_(lin.weight)
+                nn.init.zeros_(lin.bias)
+
+    def _modulate(self, lin: nn.Linear, x: Tensor, t_hat: Tensor) -> Tensor:
+        p = t_hat.shape[0]
+        gamma, beta = lin(t_hat).view(p, 2, self.heads, 1, -1).unbind(1)
+        return x * (1 + gamma) + beta
+
+    def forward(self, k: Tensor, v: Tensor, t_hat: Tensor | None) -> tuple[Tensor, Tensor]:
+        assert t_hat is not None, "FiLM needs the text"
+        k = self._modulate(self.k_film, k, t_hat)
+        if self.v_film is not None:
+            v = self._modulate(self.v_film, v, t_hat)
+        return k, v
+
+
+def make_film(mode: str, dim: int, heads: int) -> nn.Module:
+    """``none`` | ``keys`` | ``keys_values`` -> FiLM module."""
+    return NoFiLM() if mode == "none" else FiLM(dim, heads, values=(mode == "keys_values"))
+
+
+# ----------------------------------------------------------------------------------
+# variant 12: cross-modal attention reweighting
+# ----------------------------------------------------------------------------------
+
+class NoReweighting(nn.Module):
+    """No key-wise bias for the next layer."""
+
+    def forward(self, x: Tensor, p, layer: int, ctx) -> Tensor | None:
+        return None
+
+
+class KeyReweighting(nn.Module):
+    """r_k = sigmoid(MLP([x̄; a_k])) per audio token; the next layer adds log(r + 1e-6).
+
+    Computed after the self-attention of layer l from the pooled frames (with the model's
+    video pooling, variant 9 when on). Built only on layers 0..L-2: the last layer has no
+    next layer to bias.
+    """
+
+    def __init__(self, dim: int, pool: nn.Module) -> None:
+        super().__init__()
+        self.mlp = GateMLP(2 * dim, dim // 2, 1)
+        self.pool = pool
+
+    def forward(self, x: Tensor, p, layer: int, ctx) -> Tensor | None:
+        audio = p.audio
+        xbar = self.pool(x, p.vmask)
+        m = audio.shape[1]
+        u = torch.cat([xbar.unsqueeze(1).expand(-1, m, -1), audio], dim=-1)
+        r = torch.sigmoid(self.mlp(u).squeeze(-1))  # [P, M]
+        ctx.gate(layer, "reweight", r, "sigmoid")
+        return torch.log(r + 1e-6)
