@@ -11,7 +11,9 @@ with random weights, run on a few tiny inputs under ``torch.utils.flop_counter``
   text-agnostic first stage over G plus k fused passes.
 
 Pair work is linear in the number of pairs, so it is measured at two small pair counts
-and extrapolated (exactly) to G. FLOPs count a multiply-add as 2 (torch's convention).
+and extrapolated (exactly) to G. FLOPs count a multiply-add as 2 and, like torch's
+counter, only matrix products and convolutions (elementwise work, softmax and norms are
+not counted; they are small next to the products here).
 
 ``FlopCounterMode`` has no formula for the CPU flash-attention kernel that
 ``scaled_dot_product_attention`` dispatches to here, and would count it as 0; this module
@@ -20,11 +22,12 @@ registers one (the same count torch uses for the CUDA kernels).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-import math
 import statistics
 import time
-from typing import Any, Callable
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
 
 import torch
 import torch.utils.flop_counter as _fc
@@ -32,7 +35,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from nas.config import FusionConfig
 
-__all__ = ["DEFAULT_SHAPES", "count_flops", "estimate_costs", "measure_latency_ms"]
+__all__ = ["DEFAULT_SHAPES", "FlopProfile", "count_flops", "estimate_costs", "flop_profile",
+           "measure_latency_ms", "random_inputs"]
 
 
 # ----------------------------------------------------------------------------------
@@ -70,3 +74,245 @@ def count_flops(fn: Callable[[], Any]) -> int:
     with FlopCounterMode(display=False) as counter:
         fn()
     return int(counter.get_total_flops())
+
+
+# ----------------------------------------------------------------------------------
+# the cost model
+# ----------------------------------------------------------------------------------
+
+# Shapes used when none are given: the config's frames and MSR-VTT-like token counts
+# (the `msrvtt` synthetic preset: 128 audio tokens, 32 text tokens).
+DEFAULT_SHAPES = {"audio_tokens": 128, "text_tokens": 32}
+_SMALL, _LARGE = 2, 4  # pair counts measured; FLOPs are affine in the count
+
+
+@dataclass(frozen=True)
+class _Shapes:
+    video_dim: int
+    audio_dim: int
+    text_dim: int
+    frames: int
+    audio_tokens: int
+    text_tokens: int
+
+
+@dataclass(frozen=True)
+class FlopProfile:
+    """FLOPs of the model's pieces, per unit (affine fits ``a + b * n`` where it matters)."""
+
+    params: int
+    index_per_clip: float  # encode_clips, per clip
+    text: float  # encode_texts of one text
+    pair_fixed: float  # scoring n clips against one text: pair_fixed + pair_per_clip * n
+    pair_per_clip: float
+    first_fixed: float  # first stage (agnostic score) over n clips: first_fixed + first_per_clip*n
+    first_per_clip: float
+    layer_per_pair: float  # mean fusion-block FLOPs per fused pair and layer
+    text_conditioned: bool
+    rerank_k: int
+
+    def query_flops(self, gallery: int) -> float:
+        """FLOPs to rank ``gallery`` clips for one new text (query-dependent work only)."""
+        k = self.fused_pairs(gallery)
+        total = self.text + self.pair_fixed + self.pair_per_clip * k
+        if self.text_conditioned and 0 < self.rerank_k < gallery:
+            total += self.first_fixed + self.first_per_clip * gallery
+        return total
+
+    def fused_pairs(self, gallery: int) -> int:
+        """Clips scored with the (possibly text-conditioned) full similarity."""
+        if self.text_conditioned and self.rerank_k > 0:
+            return min(self.rerank_k, gallery)
+        return gallery
+
+
+def _shapes_of(cfg: FusionConfig, shapes: Any) -> _Shapes:
+    if shapes is None:
+        return _Shapes(cfg.video_dim, cfg.audio_dim, cfg.text_dim, cfg.max_frames,
+                       DEFAULT_SHAPES["audio_tokens"], DEFAULT_SHAPES["text_tokens"])
+    return _Shapes(int(shapes.video_dim), int(shapes.audio_dim), int(shapes.text_dim),
+                   int(shapes.frames), int(shapes.audio_tokens), int(shapes.text_tokens))
+
+
+def _fit(cfg: FusionConfig, s: _Shapes) -> FusionConfig:
+    """The config with the data's input dims (as training builds it)."""
+    want = {"video_dim": s.video_dim, "audio_dim": s.audio_dim, "text_dim": s.text_dim,
+            "max_frames": max(s.frames, 1)}
+    changes = {k: v for k, v in want.items() if getattr(cfg, k) != v}
+    return cfg.replace(**changes) if changes else cfg
+
+
+def random_inputs(s: _Shapes, n_clips: int, n_texts: int, device: Any = "cpu",
+                  seed: int = 0) -> tuple[Any, Any]:
+    """A ClipBatch and a TextBatch of random features, every position valid."""
+    from nas.batch import ClipBatch, TextBatch
+
+    g = torch.Generator().manual_seed(seed)
+    clips = ClipBatch(
+        video=torch.randn(n_clips, s.frames, s.video_dim, generator=g),
+        video_mask=torch.ones(n_clips, s.frames, dtype=torch.bool),
+        audio=torch.randn(n_clips, s.audio_tokens, s.audio_dim, generator=g),
+        audio_mask=torch.ones(n_clips, s.audio_tokens, dtype=torch.bool),
+        has_audio=torch.ones(n_clips, dtype=torch.bool))
+    texts = TextBatch(text=torch.randn(n_texts, s.text_tokens, s.text_dim, generator=g),
+                      text_mask=torch.ones(n_texts, s.text_tokens, dtype=torch.bool))
+    return clips.to(device), texts.to(device)
+
+
+def _score_one_text(model: Any, enc: Any, tenc: Any, clip_idx: torch.Tensor) -> torch.Tensor:
+    """Scores of clips ``clip_idx`` for text 0 (the full, possibly fused, similarity)."""
+    text_idx = torch.zeros_like(clip_idx)
+    return model.score_pairs(enc, tenc, clip_idx, text_idx)
+
+
+@functools.lru_cache(maxsize=256)
+def _profile(cfg: FusionConfig, s: _Shapes) -> FlopProfile:
+    from nas.model import build_model
+
+    torch.manual_seed(0)  # costs must not depend on the caller's RNG state...
+    model = build_model(cfg).eval()  # ...nor on trained weights: random init is enough
+    clips, texts = random_inputs(s, _LARGE, 1)
+    with torch.no_grad():
+        index = count_flops(lambda: model.encode_clips(clips)) / _LARGE
+        text = count_flops(lambda: model.encode_texts(texts))
+        enc = model.encode_clips(clips)
+        tenc = model.encode_texts(texts)
+
+        def pairs(n: int) -> tuple[int, int]:
+            with FlopCounterMode(display=False) as c:
+                if cfg.text_conditioned:  # n fused passes
+                    _score_one_text(model, enc, tenc, torch.arange(n))
+                else:  # what an index does: one text against n pre-fused clips, densely
+                    model.dense_scores(_sub(enc, n), tenc)
+            per_module = {k: sum(v.values()) for k, v in c.get_flop_counts().items()}
+            return int(c.get_total_flops()), int(per_module.get("FusionBlock", 0))
+
+        (p_small, blk_small), (p_large, _) = pairs(_SMALL), pairs(_LARGE)
+        f_small = count_flops(lambda: model.agnostic_scores(_sub(enc, _SMALL), tenc))
+        f_large = count_flops(lambda: model.agnostic_scores(enc, tenc))
+    per_pair = (p_large - p_small) / (_LARGE - _SMALL)
+    per_first = (f_large - f_small) / (_LARGE - _SMALL)
+    layer = blk_small / _SMALL / cfg.layers if cfg.text_conditioned else 0.0
+    return FlopProfile(
+        params=sum(p.numel() for p in model.parameters()),
+        index_per_clip=index, text=float(text),
+        pair_fixed=p_small - per_pair * _SMALL, pair_per_clip=per_pair,
+        first_fixed=f_small - per_first * _SMALL, first_per_clip=per_first,
+        layer_per_pair=layer, text_conditioned=cfg.text_conditioned, rerank_k=cfg.rerank_k)
+
+
+def _sub(enc: Any, n: int) -> Any:
+    """The first ``n`` clips of a ClipEncoding."""
+    out = {}
+    for f in dataclasses.fields(enc):
+        v = getattr(enc, f.name)
+        if v is None:
+            out[f.name] = None
+        elif f.name == "kv":
+            out[f.name] = [{k: (a[:n], b[:n]) for k, (a, b) in layer.items()} for layer in v]
+        else:
+            out[f.name] = v[:n]
+    return type(enc)(**out)
+
+
+def flop_profile(cfg: FusionConfig, shapes: Any = None) -> FlopProfile:
+    """The (cached) FLOP profile of ``cfg`` at ``shapes`` (dims fitted to the shapes)."""
+    s = _shapes_of(cfg, shapes)
+    return _profile(_fit(cfg, s), s)
+
+
+def estimate_costs(cfg: FusionConfig, shapes: Any = None, gallery: int = 1000,
+                   measure_latency: bool = False,
+                   skip_fraction: Sequence[float] | None = None) -> dict[str, float]:
+    """Costs of ``cfg`` before any training (random weights; pure and cached).
+
+    Returns ``params``; ``index_gflops`` (per clip); ``query_gflops`` (one new text against
+    ``gallery`` clips, query-dependent work only); its parts ``text_gflops``,
+    ``pair_gflops`` (one scored clip), ``first_stage_gflops`` (the reranking first stage
+    over the gallery, text-conditioned configs with ``rerank_k``), ``fused_pairs``;
+    ``latency_ms`` (median per query at ``gallery`` on CPU) when ``measure_latency``.
+
+    Routing (variant 7) with ``routing_skip_threshold > 0``: the model zeroes the weight
+    of a layer below the threshold, so an inference engine may skip that layer for that
+    pair. ``query_gflops_skipped`` is the work it saves at the per-layer skip fractions
+    ``skip_fraction`` (e.g. measured on the validation set after training; 0 when not
+    given), and ``query_gflops_routed`` = ``query_gflops - query_gflops_skipped``.
+    """
+    if gallery < 1:
+        raise ValueError(f"gallery must be >= 1, got {gallery}")
+    prof = flop_profile(cfg, shapes)
+    k = prof.fused_pairs(gallery)
+    first = (prof.first_fixed + prof.first_per_clip * gallery
+             if prof.text_conditioned and 0 < prof.rerank_k < gallery else 0.0)
+    out: dict[str, float] = {
+        "params": float(prof.params),
+        "index_gflops": prof.index_per_clip / 1e9,
+        "query_gflops": prof.query_flops(gallery) / 1e9,
+        "text_gflops": prof.text / 1e9,
+        "pair_gflops": prof.pair_per_clip / 1e9,
+        "first_stage_gflops": first / 1e9,
+        "fused_pairs": float(k if prof.text_conditioned else 0),
+        "gallery": float(gallery),
+    }
+    if cfg.routing and cfg.routing_skip_threshold > 0:
+        fr = list(skip_fraction) if skip_fraction is not None else [0.0] * cfg.layers
+        skipped = prof.layer_per_pair * k * sum(fr)
+        out["query_gflops_skipped"] = skipped / 1e9
+        out["query_gflops_routed"] = (prof.query_flops(gallery) - skipped) / 1e9
+    if measure_latency:
+        from nas.model import build_model
+
+        s = _shapes_of(cfg, shapes)
+        torch.manual_seed(0)
+        model = build_model(_fit(cfg, s)).eval()
+        out["latency_ms"] = measure_latency_ms(model, _fit(cfg, s), shapes, gallery)
+    return out
+
+
+@torch.no_grad()
+def measure_latency_ms(model: Any, cfg: FusionConfig, shapes: Any = None, gallery: int = 1000,
+                       device: Any = None, repeats: int = 5, chunk: int = 4096,
+                       budget_s: float = 10.0) -> float:
+    """Median wall time (ms) to answer one new text against ``gallery`` indexed clips.
+
+    The gallery is encoded once beforehand (the index); each timed query encodes the
+    text and scores it: dense similarity (text-agnostic), or the fused passes in chunks
+    of ``chunk`` pairs, after the first stage when ``rerank_k`` is set. One warm-up run;
+    fewer repeats when a query is slow (``budget_s`` caps the total).
+    """
+    s = _shapes_of(cfg, shapes)
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        clips, texts = random_inputs(s, gallery, 1, device=device, seed=1)
+        enc = model.encode_clips(clips)
+        del clips
+
+        def query() -> None:
+            tenc = model.encode_texts(texts)
+            if not cfg.text_conditioned:
+                model.dense_scores(enc, tenc)
+            else:
+                if 0 < cfg.rerank_k < gallery:
+                    first = model.agnostic_scores(enc, tenc)[0]
+                    idx = first.topk(cfg.rerank_k).indices
+                else:
+                    idx = torch.arange(gallery, device=device)
+                for j in range(0, len(idx), chunk):
+                    _score_one_text(model, enc, tenc, idx[j:j + chunk])
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+
+        times: list[float] = []
+        t_start = time.perf_counter()
+        query()  # warm-up
+        for _ in range(max(1, repeats)):
+            t0 = time.perf_counter()
+            query()
+            times.append(time.perf_counter() - t0)
+            if time.perf_counter() - t_start > budget_s:
+                break
+        return 1000.0 * statistics.median(times)
+    finally:
+        model.train(was_training)
