@@ -1,0 +1,124 @@
+"""``nas search``: multi-objective architecture search on Optuna + Ray Tune into studies.db."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from nas.errors import UserError
+
+__all__ = ["add_parser", "run"]
+
+
+def _pos_float(s: str) -> float:
+    try:
+        v = float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{s!r} is not a number") from None
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {s}")
+    return v
+
+
+def _nonneg_float(s: str) -> float:
+    try:
+        v = float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{s!r} is not a number") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {s}")
+    return v
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register ``nas search``."""
+    from nas.search.objectives import DEFAULT_OBJECTIVES, OBJECTIVES
+    from nas.search.searcher import SAMPLERS
+
+    p = subparsers.add_parser(
+        "search", help="search the fusion design space (Optuna + Ray Tune) into studies.db",
+        description="Propose configurations with an Optuna sampler, train them as short "
+                    "proxies on Ray Tune, stop weak ones early with multi-objective "
+                    "successive halving, and record every trial in an Optuna study. With no "
+                    "arguments: the gated_fusion space on embedded synthetic data, about ten "
+                    "minutes on a 2-core CPU. Running the same command again resumes.")
+    p.add_argument("--space", default="gated_fusion", metavar="FILE",
+                   help="search-space file or shipped name (default: gated_fusion)")
+    p.add_argument("--study", default=None, metavar="NAME",
+                   help="study name (default: the space's name)")
+    p.add_argument("--storage", default="sqlite:///studies.db", metavar="URL",
+                   help="Optuna storage URL (default: sqlite:///studies.db)")
+    p.add_argument("--data", default=None, metavar="SPEC",
+                   help="'synthetic[:k=v,...]' or a feature directory (default: the space's)")
+    p.add_argument("--trials", type=int, default=None, metavar="N",
+                   help="trained trials in the study in total (default: the space's)")
+    p.add_argument("--concurrency", type=int, default=0, metavar="N",
+                   help="trials at once (default: CPUs / --cpus-per-trial)")
+    p.add_argument("--cpus-per-trial", type=_pos_float, default=1.0, metavar="N")
+    p.add_argument("--gpus-per-trial", type=_nonneg_float, default=0.0, metavar="F",
+                   help="fractional GPUs per trial, e.g. 0.25")
+    p.add_argument("--address", default=None, metavar="ADDR",
+                   help="connect to an existing Ray cluster (default: start a local one)")
+    p.add_argument("--sampler", default="tpe", choices=SAMPLERS)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--objectives", default=DEFAULT_OBJECTIVES, metavar="A,B",
+                   help=f"from: {', '.join(OBJECTIVES)} (default: {DEFAULT_OBJECTIVES})")
+    p.add_argument("--max", action="append", default=[], metavar="COST=V", dest="limits",
+                   help="cost limit, e.g. query_gflops=5 (repeatable); over-limit "
+                        "configurations are skipped before training")
+    p.add_argument("--min-budget", type=_pos_float, default=None, metavar="EPOCHS")
+    p.add_argument("--max-budget", type=_pos_float, default=None, metavar="EPOCHS")
+    p.add_argument("--eta", type=_pos_float, default=None,
+                   help="successive-halving reduction factor (> 1)")
+    p.add_argument("--no-prune", action="store_true", help="train every trial to full budget")
+    p.add_argument("--trial-retries", type=int, default=0, metavar="N",
+                   help="restart a trial whose worker died up to N times")
+    p.add_argument("--quiet", action="store_true", help="no progress line")
+    # Hidden: the torch-free fake evaluator and in-process execution (tests, debugging).
+    p.add_argument("--evaluator", default="real", choices=["real", "fake"],
+                   help=argparse.SUPPRESS)
+    p.add_argument("--executor", default="ray", choices=["ray", "local"], help=argparse.SUPPRESS)
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    """Parse, delegate to ``nas.search.driver.run_search``, print the front and hints."""
+    from nas.search.driver import SearchOptions, format_front, run_search
+    from nas.search.evaluator import EvaluatorSpec, RayOptions
+    import optuna
+
+    if args.concurrency < 0:
+        raise UserError(f"--concurrency must be >= 0, got {args.concurrency}")
+    if args.trial_retries < 0:
+        raise UserError(f"--trial-retries must be >= 0, got {args.trial_retries}")
+    if args.eta is not None and args.eta <= 1:
+        raise UserError(f"--eta must be > 1, got {args.eta}")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    opts = SearchOptions(
+        space=args.space, study=args.study, storage=args.storage, data=args.data,
+        trials=args.trials, sampler=args.sampler, seed=args.seed, objectives=args.objectives,
+        limits=list(args.limits), min_budget=args.min_budget, max_budget=args.max_budget,
+        eta=args.eta, prune=not args.no_prune,
+        ray=RayOptions(address=args.address, concurrency=args.concurrency,
+                       cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
+                       max_failures=args.trial_retries),
+        evaluator=EvaluatorSpec.named(args.evaluator), executor=args.executor,
+        quiet=args.quiet)
+    summary = run_search(opts)
+    import optuna as _o
+
+    study = _o.load_study(study_name=summary.study_name, storage=opts.storage)
+    print(format_front(study, summary.front))
+    print(f"\nstudy {summary.study_name!r}: {summary.trained}/{summary.target} trials trained "
+          f"({', '.join(f'{k.lower()} {v}' for k, v in sorted(summary.states.items()))}); "
+          f"hypervolume {summary.hypervolume:.4g}; {summary.elapsed_s:.0f} s")
+    if summary.interrupted:
+        print("interrupted: running trials were recorded as failed and re-queued; run the "
+              "same command again to continue.", file=sys.stderr)
+        return 130
+    print(f"\nOpen the dashboard:  nas dashboard --storage {opts.storage}   (or: "
+          f"optuna-dashboard {opts.storage})\n"
+          "Scale up:            --address <ray head> (a cluster), --gpus-per-trial 0.25, "
+          "--data DIR (real features), --trials N")
+    return 0

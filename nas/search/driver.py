@@ -1,0 +1,442 @@
+"""The search loop: create or resume the study, warm-start it, run trials, summarise.
+
+One driver process per study writes the storage. It:
+1. loads the space (applying ``--min-budget/--max-budget/--eta``), the objectives and the
+   data (for the input dims and the cost estimates);
+2. creates the study (directions, metric names, study attributes, the fixed hypervolume
+   reference point, the warm-start queue) or loads it and checks that objectives, space and
+   rungs match (a clear error otherwise: use another ``--study``);
+3. marks trials left RUNNING by a crashed driver FAIL ("driver crashed") and re-queues
+   their parameters;
+4. runs trials on Ray Tune (``ray_adapter``) or, for tests, in this process (``local``)
+   until ``--trials`` trials have trained; Ctrl-C records the running trials as FAIL
+   ("interrupted") and re-queues them, never leaving a half-written record (SIGINT is held
+   back while a record is being written);
+5. prints the Pareto front of full-budget trials.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import signal
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Mapping, TextIO
+
+import optuna
+from optuna.trial import TrialState
+
+from nas.errors import UserError
+from nas.search import records
+from nas.search.evaluator import EvaluatorSpec, RayOptions, import_object
+from nas.search.objectives import (DEFAULT_OBJECTIVES, Objective, parse_limits,
+                                   parse_objectives)
+from nas.search.pareto import pareto_front, study_hypervolume
+from nas.search.scheduler import MOASHA
+from nas.search.searcher import AskTellSearcher, make_sampler, requeue
+from nas.search.space import ProxyBudget, SearchSpace, load_space
+
+__all__ = ["SearchOptions", "SearchSummary", "run_search", "warm_start_configs",
+           "format_front"]
+
+# The research plan's recommended single variants (system.md "Warm start").
+WARM_START = [
+    ("1A layer_decay=fixed", {"layer_decay": "fixed"}),
+    ("3 residual_gate", {"residual_gate": True}),
+    ("2 attn_temperature=scalar", {"attn_temperature": "scalar"}),
+    ("4 query_fusion=per_head", {"query_fusion": "per_head"}),
+    ("5 text_audio=keys", {"text_audio": "keys"}),
+]
+
+
+@dataclass
+class SearchOptions:
+    """Everything ``nas search`` takes (the CLI fills it from its flags)."""
+
+    space: str = "gated_fusion"
+    study: str | None = None  # default: the space's name
+    storage: str = "sqlite:///studies.db"
+    data: str | None = None  # default: the space's `data`, else "synthetic"
+    trials: int | None = None  # default: the space's `trials`, else 20
+    sampler: str = "tpe"
+    seed: int | None = 0
+    objectives: str = DEFAULT_OBJECTIVES
+    limits: list[str] = field(default_factory=list)  # ["query_gflops=5", ...]
+    min_budget: float | None = None
+    max_budget: float | None = None
+    eta: float | None = None
+    prune: bool = True
+    ray: RayOptions = field(default_factory=RayOptions)
+    evaluator: EvaluatorSpec = field(default_factory=EvaluatorSpec)
+    executor: str = "ray"  # "ray" | "local" (in-process, sequential: tests, debugging)
+    quiet: bool = False
+
+
+@dataclass
+class SearchSummary:
+    """What a finished (or interrupted) run leaves behind."""
+
+    study_name: str
+    storage: str
+    trained: int
+    target: int
+    states: dict[str, int]
+    front: list[optuna.trial.FrozenTrial]
+    hypervolume: float
+    interrupted: bool
+    elapsed_s: float
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def _storage(url: str) -> optuna.storages.BaseStorage:
+    if url.startswith("sqlite:"):
+        # One writer, but readers (the dashboard) may hold the file briefly: wait for them.
+        return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
+    return optuna.storages.RDBStorage(url)
+
+
+def _space_with_budget(space: SearchSpace, opts: SearchOptions) -> SearchSpace:
+    p = space.proxy
+    proxy = ProxyBudget(opts.min_budget if opts.min_budget is not None else p.min_budget,
+                        opts.max_budget if opts.max_budget is not None else p.max_budget,
+                        opts.eta if opts.eta is not None else p.eta)
+    if opts.max_budget is not None and opts.min_budget is None:
+        proxy = dataclasses.replace(proxy, min_budget=min(proxy.min_budget, proxy.max_budget))
+    try:
+        proxy.check("budget (--min-budget/--max-budget/--eta)")
+    except UserError:
+        raise
+    return dataclasses.replace(space, proxy=proxy)
+
+
+def _data_overrides(shapes: Any) -> dict[str, int]:
+    """FusionConfig fields that must match the data."""
+    return {"video_dim": int(shapes.video_dim), "audio_dim": int(shapes.audio_dim),
+            "text_dim": int(shapes.text_dim), "max_frames": int(shapes.frames)}
+
+
+def warm_start_configs(space: SearchSpace, overrides: Mapping[str, Any]
+                       ) -> list[tuple[str, dict[str, Any]]]:
+    """(label, params) to enqueue on creation: the reference, then the plan's single
+    variants that the space can express (duplicates and inexpressible ones left out)."""
+    ref_params = space.reference_params()
+    ref_f, ref_t = space.build(ref_params, overrides)
+    out = [("reference", ref_params)]
+    for label, change in WARM_START:
+        try:
+            f = ref_f.replace(**change)
+        except Exception:  # noqa: BLE001 - an impossible variant for this base: skip it
+            continue
+        p = space.params_of(f, ref_t)
+        if p is not None and all(p != q for _, q in out):
+            out.append((label, p))
+    return out
+
+
+def _hv_reference(objectives: list[Objective], space: SearchSpace, overrides: Mapping[str, Any],
+                  cost_fn: Any, shapes: Any, limits: Mapping[str, float], data: Any
+                  ) -> list[float]:
+    """The study's fixed hypervolume reference point (see ``pareto`` module docstring)."""
+    ref_f, _ = space.build(space.reference_params(), overrides)
+    need_latency = any(o.name == "latency_ms" for o in objectives)
+    costs = cost_fn(ref_f, shapes, gallery=1000, measure_latency=need_latency)
+    n_val = int(getattr(getattr(data, "val", None), "n_clips", 1000) or 1000)
+    out = []
+    for o in objectives:
+        if o.name in limits:
+            out.append(float(limits[o.name]))
+        elif o.known_before_training:
+            out.append(2.0 * float(costs[o.key]))
+        elif o.maximize:
+            out.append(0.0)
+        else:
+            out.append(float(n_val + 1))
+    return out
+
+
+def _open_study(opts: SearchOptions, space: SearchSpace, objectives: list[Objective],
+                sampler: optuna.samplers.BaseSampler, data_spec: str, overrides: Mapping[str, Any],
+                hv_ref: Any) -> tuple[optuna.Study, bool]:
+    storage = _storage(opts.storage)
+    name = opts.study or space.name
+    directions = [o.direction for o in objectives]
+    names = [o.name for o in objectives]
+    try:
+        study = optuna.load_study(study_name=name, storage=storage, sampler=sampler)
+    except KeyError:
+        study = None
+    if study is not None:
+        have = study.metric_names or []
+        if have != names or [d.name.lower() for d in study.directions] != directions:
+            raise UserError(
+                f"study {name!r} in {opts.storage} has objectives {have or '(unnamed)'}; "
+                f"--objectives asks for {names}. Use the same objectives to resume, or a new "
+                "--study name")
+        ua = study.user_attrs
+        if ua.get("space_text") not in (None, space.text):
+            raise UserError(f"study {name!r} was created with a different search space "
+                            f"({ua.get('space')}); resuming needs the same space file. Use a "
+                            "new --study name for a new space")
+        if ua.get("rungs") not in (None, space.proxy.rungs()):
+            raise UserError(f"study {name!r} uses rungs {ua.get('rungs')} (epochs); this run "
+                            f"asks for {space.proxy.rungs()}. Use the same --min-budget/"
+                            "--max-budget/--eta to resume, or a new --study name")
+        if ua.get("data") not in (None, data_spec):
+            raise UserError(f"study {name!r} was run on data {ua.get('data')!r}; this run "
+                            f"asks for {data_spec!r}. Use the same --data, or a new --study")
+        return study, False
+    study = optuna.create_study(study_name=name, storage=storage, sampler=sampler,
+                                directions=directions)
+    study.set_metric_names(names)
+    _, base_train = space.build(space.reference_params(), overrides)
+    attrs = {"objectives": names, "space": space.path, "space_text": space.text,
+             "data": data_spec, "rungs": space.proxy.rungs(),
+             "full_budget": space.proxy.max_budget, "eta": space.proxy.eta,
+             "train_config": base_train.to_dict(), "seed": opts.seed, "sampler": opts.sampler,
+             "limits": parse_limits(opts.limits), "hv_reference": hv_ref()}
+    for k, v in attrs.items():
+        study.set_user_attr(k, v)
+    for label, params in warm_start_configs(space, overrides):
+        study.enqueue_trial(params, user_attrs={"warm_start": label})
+    return study, True
+
+
+def _recover_crashed(study: optuna.Study) -> int:
+    """Trials left RUNNING by a dead driver: FAIL ("driver crashed") and re-queued."""
+    n = 0
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        requeue(study, t, "driver crashed", "crashed")
+        n += 1
+    return n
+
+
+class _SigintGuard:
+    """Holds Ctrl-C back while a record is written; raises KeyboardInterrupt after it."""
+
+    def __init__(self) -> None:
+        self.depth = 0
+        self.pending = False
+        self.installed = False
+        self._old: Any = None
+
+    def install(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.signal(signal.SIGINT, self._handler)
+            self.installed = True
+
+    def uninstall(self) -> None:
+        if self.installed:
+            signal.signal(signal.SIGINT, self._old)
+            self.installed = False
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        if self.depth > 0:
+            self.pending = True
+        else:
+            raise KeyboardInterrupt
+
+    @contextmanager
+    def __call__(self) -> Iterator[None]:
+        self.depth += 1
+        try:
+            yield
+        finally:
+            self.depth -= 1
+            if self.depth == 0 and self.pending:
+                self.pending = False
+                raise KeyboardInterrupt
+
+
+# ----------------------------------------------------------------------------- progress
+
+class Progress:
+    """One live status line on stderr (\\r-updated on a tty, plain lines otherwise)."""
+
+    def __init__(self, study: optuna.Study, core: AskTellSearcher, out: TextIO, quiet: bool,
+                 min_interval: float = 0.5) -> None:
+        self.study = study
+        self.core = core
+        self.out = out
+        self.quiet = quiet
+        self.tty = hasattr(out, "isatty") and out.isatty()
+        self.t0 = time.monotonic()
+        self.done0 = core.done
+        self.last = 0.0
+        self.last_line = ""
+        self.min_interval = min_interval if self.tty else 5.0
+
+    def counts(self) -> dict[str, int]:
+        """Trial counts by status (from the storage)."""
+        c = {s: 0 for s in records.STATUS}
+        for t in self.study.get_trials(deepcopy=False):
+            s = t.user_attrs.get("status")
+            if s in c:
+                c[s] += 1
+        return c
+
+    def line(self) -> str:
+        c = self.counts()
+        front = pareto_front(self.study)
+        hv = study_hypervolume(self.study, front)
+        el = time.monotonic() - self.t0
+        done_now = self.core.done - self.done0
+        left = self.core.n_trials - self.core.done
+        eta = f"{_fmt_s(el / done_now * left)}" if done_now and left > 0 else "-"
+        return (f"trials {self.core.done}/{self.core.n_trials} done "
+                f"(complete {c['complete']}, stopped {c['stopped']}, failed {c['failed']}, "
+                f"infeasible {c['infeasible']}, duplicate {c['duplicate']}) | running "
+                f"{len(self.core.in_flight)} | front {len(front)} | hv {hv:.4g} | "
+                f"{_fmt_s(el)} elapsed, ETA {eta}")
+
+    def update(self, force: bool = False) -> None:
+        if self.quiet:
+            return
+        now = time.monotonic()
+        if not force and now - self.last < self.min_interval:
+            return
+        self.last = now
+        line = self.line()
+        if self.tty:
+            self.out.write("\r\x1b[2K" + line)
+        elif line != self.last_line:
+            self.out.write(line + "\n")
+        self.last_line = line
+        self.out.flush()
+
+    def close(self) -> None:
+        if self.quiet:
+            return
+        self.update(force=True)
+        if self.tty:
+            self.out.write("\n")
+        self.out.flush()
+
+
+def _fmt_s(s: float) -> str:
+    s = int(round(s))
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+def format_front(study: optuna.Study, front: list[optuna.trial.FrozenTrial] | None = None
+                 ) -> str:
+    """A text table of the full-budget Pareto front."""
+    front = pareto_front(study) if front is None else front
+    names = study.metric_names or [f"objective{i}" for i in range(len(study.directions))]
+    if not front:
+        return "Pareto front: no full-budget trial yet."
+    head = ["trial", *names, "config_id", "changed from reference"]
+    rows = [head]
+    for t in front:
+        changed = ", ".join(f"{k}={v}" for k, v in sorted(t.params.items()))
+        rows.append([str(t.number), *(f"{v:.4g}" for v in t.values),
+                     str(t.user_attrs.get("config_id", "")), changed[:90]])
+    w = [max(len(r[i]) for r in rows) for i in range(len(head))]
+    lines = ["  ".join(c.ljust(x) for c, x in zip(r, w)).rstrip() for r in rows]
+    lines.insert(1, "  ".join("-" * x for x in w))
+    return f"Pareto front ({len(front)} full-budget trials):\n" + "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- execution
+
+def _run_local(core: AskTellSearcher, asha: MOASHA, evaluator: EvaluatorSpec, data: Any,
+               guard: Any) -> None:
+    """Sequential in-process execution with the same searcher and scheduler (no Ray)."""
+    from nas.config import FusionConfig, TrainConfig
+
+    train_fn = import_object(evaluator.train)
+    last = len(core.rungs) - 1
+    while True:
+        with guard():
+            spec = core.next()
+        if spec is None:
+            return
+        n = spec.number
+
+        def report(rung: int, metrics: dict[str, Any], n: int = n) -> bool:
+            with guard():
+                core.on_rung(n, rung, metrics)
+                go_on = asha.report(n, rung, core.rung_vector(n, metrics))
+            return rung < last and not go_on
+
+        t0 = time.perf_counter()
+        try:
+            res = train_fn(FusionConfig.from_dict(spec.fusion), TrainConfig.from_dict(spec.train),
+                           data, rungs=spec.rungs, report=report)
+        except KeyboardInterrupt:
+            raise
+        except Exception as e:  # noqa: BLE001 - recorded as the trial's failure reason
+            with guard():
+                core.finish(n, error=f"{type(e).__name__}: {e}", node_id="local",
+                            wall_s=time.perf_counter() - t0)
+            continue
+        with guard():
+            core.finish(n, metrics=res.metrics, epochs=res.epochs, stopped=res.stopped,
+                        gates=res.gate_stats, node_id="local", wall_s=res.wall_s)
+
+
+def run_search(opts: SearchOptions, out: TextIO | None = None) -> SearchSummary:
+    """Run (or resume) a search; see the module docstring."""
+    out = out or sys.stderr
+    t0 = time.monotonic()
+    space = _space_with_budget(load_space(opts.space), opts)
+    objectives = parse_objectives(opts.objectives)
+    limits = parse_limits(opts.limits)
+    data_spec = opts.data or space.data or "synthetic"
+    n_trials = opts.trials or space.trials or 20
+    if n_trials < 1:
+        raise UserError(f"--trials must be >= 1, got {n_trials}")
+
+    cost_fn = import_object(opts.evaluator.costs)
+    data = import_object(opts.evaluator.data)(data_spec)
+    shapes = data.shapes
+    overrides = _data_overrides(shapes)
+
+    sampler = make_sampler(opts.sampler, opts.seed, constrained=bool(limits))
+    study, created = _open_study(
+        opts, space, objectives, sampler, data_spec, overrides,
+        lambda: _hv_reference(objectives, space, overrides, cost_fn, shapes, limits, data))
+    crashed = _recover_crashed(study)
+    core = AskTellSearcher(study, space, objectives, cost_fn, shapes, overrides, limits,
+                           n_trials)
+    progress = Progress(study, core, out, opts.quiet)
+    core.on_event = progress.update
+    if not opts.quiet:
+        verb = "created" if created else "resuming"
+        out.write(f"nas search: {verb} study {study.study_name!r} in {opts.storage}: space "
+                  f"{space.name} ({len(space.dimensions)} dims), objectives "
+                  f"{','.join(o.name for o in objectives)}, sampler {opts.sampler}, rungs "
+                  f"{space.proxy.rungs()} epochs, {'MO-ASHA' if opts.prune else 'no pruning'}"
+                  f", data {data_spec}; {core.done}/{n_trials} trials done"
+                  + (f"; {crashed} trial(s) left running by a crash re-queued" if crashed else "")
+                  + "\n")
+    asha = MOASHA(len(space.proxy.rungs()), space.proxy.eta, enabled=opts.prune)
+    guard = _SigintGuard()
+    guard.install()
+    interrupted = False
+    try:
+        if core.remaining > 0:
+            if opts.executor == "local":
+                _run_local(core, asha, opts.evaluator, data, guard)
+            else:
+                from nas.search import ray_adapter  # the only module that imports Ray
+
+                del data  # the workers load their own copy
+                ray_adapter.run_tune(core, asha, opts.evaluator, data_spec, opts.ray, guard)
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        guard.uninstall()
+        # Anything still running did not finish: record it honestly and re-queue it.
+        reason = "interrupted" if interrupted else "driver stopped before the trial ended"
+        core.abandon(reason)
+        progress.close()
+    front = pareto_front(study)
+    states: dict[str, int] = {}
+    for t in study.get_trials(deepcopy=False):
+        states[t.state.name] = states.get(t.state.name, 0) + 1
+    return SearchSummary(study.study_name, opts.storage, core.done, n_trials, states, front,
+                         study_hypervolume(study, front), interrupted, time.monotonic() - t0)

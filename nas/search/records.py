@@ -1,0 +1,92 @@
+"""How trial results are written into the study (docs/ARCHITECTURE.md "Study records").
+
+Only the driver calls these. States: COMPLETE only for full-budget trials; stopped trials
+are PRUNED; failed, infeasible and duplicate trials are FAIL with ``status`` and
+``fail_reason`` saying which. Intermediate values (step = rung index, value = recall) go
+through the storage API, because ``Trial.report`` refuses multi-objective studies while
+the storage itself accepts them.
+
+What the sampler learns from (see ``searcher.LearningSampler``) is kept apart in system
+attributes: ``nas:learn_values`` (objective values to present for a stopped or infeasible
+trial) and Optuna's own ``constraints`` key (cost-limit violations).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping, Sequence
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+__all__ = ["LEARN_KEY", "CONSTRAINTS_KEY", "STATUS", "set_attrs", "record_rung",
+           "set_learning", "tell", "trained_config_ids", "counted", "TRAINED_STATUSES"]
+
+LEARN_KEY = "nas:learn_values"
+CONSTRAINTS_KEY = "constraints"  # optuna.study._constrained_optimization._CONSTRAINTS_KEY
+STATUS = ("complete", "stopped", "failed", "infeasible", "duplicate", "crashed",
+          "interrupted")
+# Trials that consumed training: they count toward --trials and block re-training the
+# same config id. ("crashed"/"interrupted" trials are re-queued, so they do not.)
+TRAINED_STATUSES = ("complete", "stopped", "failed")
+
+
+def _jsonable(v: Any) -> Any:
+    """Replace non-finite floats (which JSON cannot hold) by None, recursively."""
+    if isinstance(v, float):
+        return v if math.isfinite(v) else None
+    if isinstance(v, Mapping):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if hasattr(v, "item") and callable(v.item):  # numpy scalar
+        return _jsonable(v.item())
+    return v
+
+
+def set_attrs(study: optuna.Study, trial_id: int, **attrs: Any) -> None:
+    """Set user attributes of a trial through the storage (JSON-safe values)."""
+    for k, v in attrs.items():
+        study._storage.set_trial_user_attr(trial_id, k, _jsonable(v))
+
+
+def record_rung(study: optuna.Study, trial_id: int, rung: int, recall: float) -> None:
+    """Store the intermediate value of one rung (step = rung index, value = recall)."""
+    value = float(recall)
+    if not math.isfinite(value):
+        value = float("nan")  # the storage keeps NaN; inf would be clipped
+    study._storage.set_trial_intermediate_value(trial_id, rung, value)
+
+
+def set_learning(study: optuna.Study, trial_id: int, values: Sequence[float] | None,
+                 constraints: Sequence[float] | None) -> None:
+    """Store what the sampler learns from a trial that is not COMPLETE (and constraints)."""
+    if values is not None:
+        study._storage.set_trial_system_attr(trial_id, LEARN_KEY, [float(v) for v in values])
+    if constraints is not None:
+        study._storage.set_trial_system_attr(trial_id, CONSTRAINTS_KEY,
+                                             [float(c) for c in constraints])
+
+
+def tell(study: optuna.Study, number: int, state: TrialState,
+         values: Sequence[float] | None = None) -> None:
+    """Finish a trial. ``study.tell`` calls the sampler's ``after_trial`` as it should."""
+    if state == TrialState.COMPLETE:
+        study.tell(number, list(values or []), state=state)
+    else:
+        study.tell(number, state=state)
+
+
+def counted(trials: Sequence[FrozenTrial]) -> int:
+    """Trials that count toward --trials: those that trained (complete/stopped/failed)."""
+    return sum(t.user_attrs.get("status") in TRAINED_STATUSES for t in trials)
+
+
+def trained_config_ids(trials: Sequence[FrozenTrial]) -> dict[str, int]:
+    """config id -> number of the first trial that trained it."""
+    out: dict[str, int] = {}
+    for t in trials:
+        cid = t.user_attrs.get("config_id")
+        if cid and t.user_attrs.get("status") in TRAINED_STATUSES and cid not in out:
+            out[cid] = t.number
+    return out

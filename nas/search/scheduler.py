@@ -1,0 +1,127 @@
+"""Multi-objective asynchronous successive halving (MO-ASHA), without Ray or torch.
+
+Schmucker et al. 2021 ("Multi-objective asynchronous successive halving"): ASHA's rule
+"continue a trial at rung r if it is in the top 1/eta of the trials seen at rung r" with
+the scalar ranking replaced by a multi-objective one. Here the ranking is NSGA-II's:
+non-dominated sorting of the objective vectors (all oriented for minimisation), the last
+front that does not fit broken by crowding distance (extremes first). The vector of a
+trial at a rung holds its quality objectives at that rung (recall, ...) and its cost
+objectives, which are known exactly before training. So a cheap weak configuration and an
+expensive strong one are both on the first front and both continue, where scalar ASHA on
+recall would stop the cheap one.
+
+``promote`` is the pure decision; ``MOASHA`` keeps the per-rung records. The Ray Tune
+scheduler in ``ray_adapter`` and the in-process loop of the tests both call ``MOASHA``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Hashable, Sequence
+
+import numpy as np
+
+__all__ = ["MOASHA", "crowding_distance", "non_dominated_ranks", "promote", "select_top"]
+
+
+def non_dominated_ranks(points: np.ndarray) -> np.ndarray:
+    """Front index (0 = non-dominated) of each row of ``points`` (minimisation)."""
+    pts = np.asarray(points, dtype=float)
+    n = len(pts)
+    if n == 0:
+        return np.zeros(0, dtype=int)
+    # dominated[i, j]: j dominates i (no worse everywhere, better somewhere).
+    le = np.all(pts[None, :, :] <= pts[:, None, :], axis=2)
+    lt = np.any(pts[None, :, :] < pts[:, None, :], axis=2)
+    dominated = le & lt
+    ranks = np.full(n, -1, dtype=int)
+    remaining = np.ones(n, dtype=bool)
+    r = 0
+    while remaining.any():
+        # a point is in the current front when no remaining point dominates it
+        front = remaining & ~np.any(dominated & remaining[None, :], axis=1)
+        ranks[front] = r
+        remaining &= ~front
+        r += 1
+    return ranks
+
+
+def crowding_distance(points: np.ndarray) -> np.ndarray:
+    """NSGA-II crowding distance of each row (larger = more isolated; extremes = inf)."""
+    pts = np.asarray(points, dtype=float)
+    n, m = pts.shape if pts.ndim == 2 else (len(pts), 0)
+    dist = np.zeros(n)
+    if n <= 2:
+        return np.full(n, math.inf)
+    for k in range(m):
+        order = np.argsort(pts[:, k], kind="stable")
+        lo, hi = pts[order[0], k], pts[order[-1], k]
+        dist[order[0]] = dist[order[-1]] = math.inf
+        if hi == lo:
+            continue
+        gaps = (pts[order[2:], k] - pts[order[:-2], k]) / (hi - lo)
+        dist[order[1:-1]] += gaps
+    return dist
+
+
+def select_top(points: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the best ``k`` rows: whole fronts in order, the last one by crowding."""
+    pts = np.asarray(points, dtype=float)
+    ranks = non_dominated_ranks(pts)
+    chosen: list[int] = []
+    for r in range(int(ranks.max(initial=-1)) + 1):
+        front = np.flatnonzero(ranks == r)
+        if len(chosen) + len(front) <= k:
+            chosen.extend(front.tolist())
+            continue
+        cd = crowding_distance(pts[front])
+        # most isolated first; ties by index (= arrival order) so decisions are stable
+        order = sorted(range(len(front)), key=lambda i: (-cd[i], front[i]))
+        chosen.extend(int(front[i]) for i in order[: k - len(chosen)])
+        break
+    return np.array(sorted(chosen), dtype=int)
+
+
+def promote(points: Sequence[Sequence[float]], index: int, eta: float) -> bool:
+    """Whether trial ``index`` is in the top ``ceil(n / eta)`` of the ``n`` trials seen at
+    this rung (n includes it). With a single trial seen it always continues (as in ASHA)."""
+    pts = np.asarray(points, dtype=float)
+    n = len(pts)
+    k = max(1, math.ceil(n / eta - 1e-9))
+    return index in set(select_top(pts, k).tolist())
+
+
+class MOASHA:
+    """Per-rung records and the continue/stop decision of asynchronous MO successive halving.
+
+    ``report(key, rung, vector)`` records a trial's vector (minimisation-oriented) at a rung
+    and returns True when the trial should continue to the next rung. Rungs are evaluated in
+    order; the last rung (the full budget) has no decision: the trial finishes.
+    """
+
+    def __init__(self, n_rungs: int, eta: float, enabled: bool = True) -> None:
+        if eta <= 1:
+            raise ValueError(f"eta must be > 1, got {eta}")
+        self.n_rungs = n_rungs
+        self.eta = eta
+        self.enabled = enabled
+        self.records: list[dict[Hashable, tuple[float, ...]]] = [{} for _ in range(n_rungs)]
+
+    def report(self, key: Hashable, rung: int, vector: Sequence[float]) -> bool:
+        """Record and decide. NaN entries count as the worst value seen."""
+        if not 0 <= rung < self.n_rungs:
+            raise ValueError(f"rung {rung} out of range 0..{self.n_rungs - 1}")
+        vec = tuple(math.inf if (v is None or math.isnan(v)) else float(v) for v in vector)
+        self.records[rung][key] = vec
+        if rung == self.n_rungs - 1:
+            return False  # full budget reached: nothing left to promote to
+        if not self.enabled:
+            return True
+        keys = list(self.records[rung])
+        pts = np.array([self.records[rung][k] for k in keys], dtype=float)
+        pts = np.where(np.isinf(pts), np.nan, pts)
+        # replace inf (failed metric) by a value worse than any finite one, per column
+        col_max = np.nanmax(np.where(np.isnan(pts), -np.inf, pts), axis=0)
+        col_max = np.where(np.isfinite(col_max), col_max, 0.0)
+        pts = np.where(np.isnan(pts), col_max + 1.0 + np.abs(col_max), pts)
+        return promote(pts, keys.index(key), self.eta)

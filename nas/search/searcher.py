@@ -1,0 +1,396 @@
+"""The ask/tell searcher on Optuna: samplers that learn from stopped trials, and the
+searcher that turns suggestions into trainable trial specs (dedupe, cost limits).
+
+Why a sampler wrapper. Stopped trials are stored honestly as PRUNED (no objective values,
+intermediate values per rung). Optuna 5.0's samplers do not learn from them in
+multi-objective studies: TPE sorts PRUNED trials with ``_get_pruned_trial_score``, which
+reads ``study.direction`` and raises for multi-objective studies; NSGA-II and the GP
+sampler look at COMPLETE trials only and would ignore them. Infeasible configurations
+(over a cost limit, never trained) are FAIL and would be ignored too.
+
+``LearningSampler`` therefore hands its inner sampler a *view* of the study in which:
+- a stopped (PRUNED) trial appears COMPLETE with the objective values it had at the last
+  rung it reached (its quality metrics at that rung, its exact costs). An early rung
+  understates what full training would give, so the trial is presented worse than it
+  would be: that missing training is the penalty, and it is what made the scheduler stop
+  it (it was dominated at that rung);
+- an infeasible trial appears COMPLETE with the worst quality seen and its exact costs,
+  and keeps its ``constraints`` (positive = violated), so constraint-aware samplers (TPE,
+  NSGA-II, GP are all given a ``constraints_func`` when limits exist) treat it as
+  infeasible;
+- everything else is unchanged. The storage is never changed by the view.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Container, Mapping, Sequence
+
+import optuna
+from optuna.distributions import CategoricalDistribution, IntDistribution
+from optuna.samplers import BaseSampler
+from optuna.trial import FrozenTrial, TrialState
+
+from nas.errors import UserError
+from nas.search import records
+from nas.search.objectives import Objective
+from nas.search.space import InvalidCombination, SearchSpace
+
+__all__ = ["SAMPLERS", "LearningSampler", "StudyView", "make_sampler", "AskTellSearcher",
+           "TrialSpec", "config_key"]
+
+SAMPLERS = ("tpe", "nsga2", "random", "gp")
+
+
+# ----------------------------------------------------------------------------- samplers
+
+class StudyView:
+    """A read view of a study for samplers: stopped/infeasible trials shown as COMPLETE
+    with their learning values (see the module docstring). Everything else delegates."""
+
+    def __init__(self, study: optuna.Study) -> None:
+        self._study = study
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._study, name)
+
+    @staticmethod
+    def present(t: FrozenTrial) -> FrozenTrial:
+        """The trial as the inner sampler should see it."""
+        learn = t.system_attrs.get(records.LEARN_KEY)
+        if learn is None or t.state not in (TrialState.PRUNED, TrialState.FAIL):
+            return t
+        v = copy.copy(t)
+        v.state = TrialState.COMPLETE
+        v._values = [float(x) for x in learn]
+        return v
+
+    def _get_trials(self, deepcopy: bool = True, states: Container[TrialState] | None = None,
+                    use_cache: bool = False) -> list[FrozenTrial]:
+        # Ask for everything, present, then filter on the presented state.
+        trials = self._study._get_trials(deepcopy=deepcopy, states=None, use_cache=use_cache)
+        out = [self.present(t) for t in trials]
+        return out if states is None else [t for t in out if t.state in states]
+
+    def get_trials(self, deepcopy: bool = True, states: Container[TrialState] | None = None,
+                   ) -> list[FrozenTrial]:
+        return self._get_trials(deepcopy=deepcopy, states=states)
+
+    @property
+    def trials(self) -> list[FrozenTrial]:
+        return self.get_trials()
+
+
+class LearningSampler(BaseSampler):
+    """Wraps any Optuna sampler so that it learns from stopped and infeasible trials."""
+
+    def __init__(self, inner: BaseSampler) -> None:
+        self.inner = inner
+
+    def __str__(self) -> str:
+        return f"LearningSampler({type(self.inner).__name__})"
+
+    def infer_relative_search_space(self, study, trial):  # type: ignore[override]
+        return self.inner.infer_relative_search_space(StudyView(study), trial)
+
+    def sample_relative(self, study, trial, search_space):  # type: ignore[override]
+        return self.inner.sample_relative(StudyView(study), trial, search_space)
+
+    def sample_independent(self, study, trial, param_name, param_distribution):  # type: ignore[override]
+        return self.inner.sample_independent(StudyView(study), trial, param_name,
+                                             param_distribution)
+
+    def before_trial(self, study, trial):  # type: ignore[override]
+        self.inner.before_trial(StudyView(study), trial)
+
+    def after_trial(self, study, trial, state, values):  # type: ignore[override]
+        self.inner.after_trial(StudyView(study), trial, state, values)
+
+    def reseed_rng(self) -> None:
+        self.inner.reseed_rng()
+
+
+def _stored_constraints(trial: FrozenTrial) -> Sequence[float]:
+    """constraints_func for the inner samplers: the driver stores the values itself."""
+    return tuple(trial.system_attrs.get(records.CONSTRAINTS_KEY) or (0.0,))
+
+
+def make_sampler(name: str, seed: int | None, constrained: bool = False) -> LearningSampler:
+    """A seeded sampler by name (a factory: names map to classes, never to instances)."""
+    cf = _stored_constraints if constrained else None
+    if name == "tpe":
+        inner: BaseSampler = optuna.samplers.TPESampler(seed=seed, constraints_func=cf,
+                                                        n_startup_trials=8)
+    elif name == "nsga2":
+        inner = optuna.samplers.NSGAIISampler(seed=seed, constraints_func=cf,
+                                              population_size=16)
+    elif name == "random":
+        inner = optuna.samplers.RandomSampler(seed=seed)
+    elif name == "gp":
+        inner = optuna.samplers.GPSampler(seed=seed, constraints_func=cf, n_startup_trials=8,
+                                          warn_independent_sampling=False)
+    else:
+        raise UserError(f"--sampler: unknown sampler {name!r}; choose from {', '.join(SAMPLERS)}")
+    return LearningSampler(inner)
+
+
+# ----------------------------------------------------------------------------- searcher
+
+def config_key(fusion: Any, train: Any) -> str:
+    """Id of a (FusionConfig, TrainConfig) pair: dedupes trials within a study."""
+    canon = json.dumps({"fusion": fusion.to_dict(), "train": train.to_dict()},
+                       sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canon.encode()).hexdigest()[:12]
+
+
+@dataclass
+class TrialSpec:
+    """Everything a worker needs to train one trial (plain data, picklable)."""
+
+    number: int
+    trial_id: int
+    config_id: str
+    fusion: dict[str, Any]
+    train: dict[str, Any]
+    rungs: list[float]
+    costs: dict[str, float]
+    cost_vector: list[float] = field(default_factory=list)  # cost objectives as losses
+
+
+class SearchExhausted(UserError):
+    """The sampler keeps proposing configurations that cannot be trained."""
+
+
+class AskTellSearcher:
+    """Asks Optuna for configurations and tells it the results; the study's only writer.
+
+    ``next()`` returns the next trial to train (or None when ``--trials`` is reached);
+    configurations that are invalid, over a cost limit, or already trained in the study
+    are recorded (FAIL with status infeasible/duplicate) and skipped without training,
+    and do not count toward ``--trials``. ``on_rung`` and ``finish`` record results.
+    """
+
+    def __init__(self, study: optuna.Study, space: SearchSpace,
+                 objectives: Sequence[Objective], cost_fn: Callable[..., dict[str, float]],
+                 shapes: Any, overrides: Mapping[str, Any], limits: Mapping[str, float],
+                 n_trials: int, max_skips: int = 200,
+                 on_event: Callable[[], None] | None = None) -> None:
+        self.study = study
+        self.space = space
+        self.objectives = list(objectives)
+        self.cost_fn = cost_fn
+        self.shapes = shapes
+        self.overrides = dict(overrides)
+        self.limits = dict(limits)
+        self.n_trials = n_trials
+        self.max_skips = max_skips
+        self.on_event = on_event or (lambda: None)
+        self.rungs = space.proxy.rungs()
+        self.in_flight: dict[int, TrialSpec] = {}
+        self.rung_metrics: dict[int, dict[str, float]] = {}
+        trials = study.get_trials(deepcopy=False)
+        self.trained = records.trained_config_ids(trials)
+        self.done = records.counted(trials)
+        self._cost_cache: dict[str, dict[str, float]] = {}
+        self.measure_latency = any(o.name == "latency_ms" for o in self.objectives) or \
+            "latency_ms" in self.limits
+
+    # ------------------------------------------------------------------ asking
+    @property
+    def remaining(self) -> int:
+        """Trials still to start so that done + running reaches --trials."""
+        return max(0, self.n_trials - self.done - len(self.in_flight))
+
+    def next(self) -> TrialSpec | None:
+        """The next trial to train, or None when enough trials are done or running."""
+        skips = 0
+        while self.remaining > 0:
+            spec = self._ask_one()
+            if spec is not None:
+                return spec
+            skips += 1
+            if skips >= self.max_skips:
+                raise SearchExhausted(
+                    f"{skips} proposals in a row were infeasible or already trained; the "
+                    f"space may be exhausted ({self.done} trials trained). Lower --trials, "
+                    "widen the space or relax --max.")
+        return None
+
+    def _suggest(self, trial: optuna.Trial) -> Callable[[str, Any], Any]:
+        def suggest(name: str, dist: Any) -> Any:
+            if isinstance(dist, CategoricalDistribution):
+                return trial.suggest_categorical(name, dist.choices)
+            if isinstance(dist, IntDistribution):
+                return trial.suggest_int(name, dist.low, dist.high, step=dist.step, log=dist.log)
+            return trial.suggest_float(name, dist.low, dist.high, step=dist.step, log=dist.log)
+        return suggest
+
+    def _costs(self, fusion: Any) -> dict[str, float]:
+        cid = fusion.config_id
+        if cid not in self._cost_cache:
+            self._cost_cache[cid] = {k: float(v) for k, v in self.cost_fn(
+                fusion, self.shapes, gallery=1000, measure_latency=self.measure_latency).items()}
+        return self._cost_cache[cid]
+
+    def _ask_one(self) -> TrialSpec | None:
+        trial = self.study.ask()
+        tid = trial._trial_id
+        try:
+            params, fusion, train = self.space.suggest(self._suggest(trial), self.overrides)
+        except InvalidCombination as e:
+            # Teach it as infeasible (a violated constraint) when constraints are on.
+            records.set_attrs(self.study, tid, status="infeasible", fail_reason=str(e),
+                              budget=0.0, full_budget=False)
+            self._tell_infeasible(trial, None, [1.0] * max(1, len(self.limits)))
+            return None
+        cid = config_key(fusion, train)
+        costs = self._costs(fusion)
+        records.set_attrs(self.study, tid, config_id=cid, fusion=fusion.to_dict(),
+                          train=train.to_dict(), costs=costs, rung_epochs=self.rungs,
+                          budget=0.0, full_budget=False)
+        violations = {k: costs.get(k, math.inf) - v for k, v in self.limits.items()}
+        if any(v > 0 for v in violations.values()):
+            why = "; ".join(f"{k} {costs.get(k, math.nan):.4g} > limit {self.limits[k]:g}"
+                            for k, v in violations.items() if v > 0)
+            records.set_attrs(self.study, tid, status="infeasible",
+                              fail_reason=f"over cost limit: {why}")
+            self._tell_infeasible(trial, costs, list(violations.values()))
+            return None
+        running = {s.config_id: s.number for s in self.in_flight.values()}
+        dup_of = self.trained.get(cid, running.get(cid))
+        if dup_of is not None:
+            # Not trained again. Recorded as FAIL/duplicate pointing at the original (whose
+            # results stand); not shown to the sampler (no learning values), not counted.
+            records.set_attrs(self.study, tid, status="duplicate", duplicate_of=dup_of,
+                              fail_reason=f"same configuration as trial {dup_of}")
+            records.tell(self.study, trial.number, TrialState.FAIL)
+            self.on_event()
+            return None
+        if self.limits:
+            records.set_learning(self.study, tid, None, list(violations.values()))
+        spec = TrialSpec(number=trial.number, trial_id=tid, config_id=cid,
+                         fusion=fusion.to_dict(), train=train.to_dict(), rungs=list(self.rungs),
+                         costs=costs, cost_vector=self._cost_vector(costs))
+        self.in_flight[trial.number] = spec
+        self.on_event()
+        return spec
+
+    def _cost_vector(self, costs: Mapping[str, float]) -> list[float]:
+        return [o.as_loss(o.value(None, costs)) for o in self.objectives
+                if o.known_before_training]
+
+    def _tell_infeasible(self, trial: optuna.Trial, costs: Mapping[str, float] | None,
+                         violations: Sequence[float]) -> None:
+        # Learning values: worst quality seen so far, exact costs (or worst seen).
+        learn = [self._worst(o) if not o.known_before_training or costs is None
+                 or o.key not in costs else o.value(None, costs) for o in self.objectives]
+        records.set_learning(self.study, trial._trial_id, learn,
+                             [max(v, 1e-9) if v > 0 else v for v in violations]
+                             if self.limits or costs is None else None)
+        records.tell(self.study, trial.number, TrialState.FAIL)
+        self.on_event()
+
+    def _worst(self, o: Objective) -> float:
+        vals = [t.values[i] for t in self.study.get_trials(deepcopy=False,
+                                                           states=(TrialState.COMPLETE,))
+                for i, oo in enumerate(self.objectives) if oo is o]
+        if not vals:
+            return 0.0 if o.maximize else 1e9
+        return min(vals) if o.maximize else max(vals)
+
+    # ------------------------------------------------------------------ telling
+    def rung_vector(self, number: int, metrics: Mapping[str, float]) -> list[float]:
+        """The trial's objective vector at a rung, oriented for minimisation (scheduler)."""
+        spec = self.in_flight[number]
+        return [o.as_loss(o.value(metrics, spec.costs)) for o in self.objectives]
+
+    def on_rung(self, number: int, rung: int, metrics: Mapping[str, float]) -> None:
+        """Record the intermediate value of a rung (step = rung, value = recall)."""
+        spec = self.in_flight.get(number)
+        if spec is None:
+            return
+        records.record_rung(self.study, spec.trial_id, rung, metrics.get("recall", math.nan))
+        self.rung_metrics[number] = dict(metrics)
+        records.set_attrs(self.study, spec.trial_id, budget=float(metrics.get(
+            "epochs", self.rungs[rung])), metrics=dict(metrics))
+        self.on_event()
+
+    def finish(self, number: int, *, metrics: Mapping[str, float] | None = None,
+               epochs: float | None = None, stopped: bool = False,
+               gates: Mapping[str, Any] | None = None, error: str | None = None,
+               node_id: str | None = None, wall_s: float | None = None) -> TrialState:
+        """Tell the final state of a trained trial and return it.
+
+        Full budget -> COMPLETE with objective values; stopped early -> PRUNED with its
+        rung values kept for the sampler; an error -> FAIL with the reason.
+        """
+        spec = self.in_flight.pop(number, None)
+        if spec is None:
+            return TrialState.FAIL
+        tid = spec.trial_id
+        metrics = dict(metrics or self.rung_metrics.get(number) or {})
+        self.rung_metrics.pop(number, None)
+        budget = float(epochs if epochs is not None else metrics.get("epochs", 0.0) or 0.0)
+        full = error is None and not stopped and budget >= self.rungs[-1] - 1e-6
+        attrs: dict[str, Any] = {"budget": budget, "full_budget": full}
+        if node_id:
+            attrs["node_id"] = node_id
+        if wall_s is not None:
+            attrs["wall_s"] = float(wall_s)
+        if metrics:
+            attrs["metrics"] = metrics
+        self.trained[spec.config_id] = number
+        self.done += 1
+        if error is not None:
+            records.set_attrs(self.study, tid, status="failed", fail_reason=error, **attrs)
+            records.tell(self.study, number, TrialState.FAIL)
+            state = TrialState.FAIL
+        else:
+            try:
+                values = [o.value(metrics, spec.costs) for o in self.objectives]
+            except KeyError as e:
+                records.set_attrs(self.study, tid, status="failed",
+                                  fail_reason=f"result lacks a value: {e}", **attrs)
+                records.tell(self.study, number, TrialState.FAIL)
+                self.on_event()
+                return TrialState.FAIL
+            bad = [o.name for o, v in zip(self.objectives, values) if not math.isfinite(v)]
+            if bad:
+                records.set_attrs(self.study, tid, status="failed",
+                                  fail_reason=f"non-finite objective(s) {bad}", **attrs)
+                records.tell(self.study, number, TrialState.FAIL)
+                state = TrialState.FAIL
+            elif full:
+                if gates is not None:
+                    attrs["gates"] = gates
+                records.set_attrs(self.study, tid, status="complete", **attrs)
+                records.tell(self.study, number, TrialState.COMPLETE, values)
+                state = TrialState.COMPLETE
+            else:
+                records.set_attrs(self.study, tid, status="stopped", **attrs)
+                records.set_learning(self.study, tid, values, None)
+                records.tell(self.study, number, TrialState.PRUNED)
+                state = TrialState.PRUNED
+        self.on_event()
+        return state
+
+    def abandon(self, reason: str, status: str = "interrupted") -> list[int]:
+        """Mark every in-flight trial FAIL (``reason``) and re-queue its configuration."""
+        numbers = sorted(self.in_flight)
+        for n in numbers:
+            spec = self.in_flight.pop(n)
+            requeue(self.study, self.study._storage.get_trial(spec.trial_id), reason, status)
+        return numbers
+
+
+def requeue(study: optuna.Study, t: FrozenTrial, reason: str, status: str) -> None:
+    """Mark a trial FAIL with ``reason`` and enqueue the same parameters again."""
+    study._storage.set_trial_user_attr(t._trial_id, "status", status)
+    study._storage.set_trial_user_attr(t._trial_id, "fail_reason", reason)
+    if t.state == TrialState.RUNNING:
+        study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+    study.enqueue_trial(dict(t.params), user_attrs={"requeued_from": t.number})
