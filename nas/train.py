@@ -420,6 +420,10 @@ def train_proxy(fusion: FusionConfig, train: TrainConfig, data: Any,
             if recorder is not None:
                 gate_stats = gate_statistics(recorder)
                 gate_warnings(gate_stats)
+                if gate_stats.get("routing_skipped") is not None:
+                    # the work routing lets inference skip, at the val set's skip rates
+                    costs.update(estimate_costs(trainer.fusion, data.shapes,
+                                                skip_fraction=gate_stats["routing_skipped"]))
             if report is not None and report(i, dict(metrics)) is True and not last:
                 stopped = True
                 break
