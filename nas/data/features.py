@@ -101,7 +101,7 @@ def _finite(a: np.ndarray, path: str, what: str) -> None:
 def _flags(a: np.ndarray, path: str) -> np.ndarray:
     """A bool array from bool or 0/1 integer data."""
     if a.dtype == np.bool_:
-        return np.asarray(a, dtype=bool)
+        return np.array(a, dtype=bool)  # a writable in-memory copy, not a memmap view
     if not np.issubdtype(a.dtype, np.integer):
         raise DataError(f"{path}: wrong dtype {a.dtype}: expected bool or 0/1 integers")
     v = np.asarray(a)

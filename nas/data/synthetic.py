@@ -92,7 +92,7 @@ class SyntheticSpec:
             if not ok:
                 raise DataError(f"synthetic data: {key}={getattr(self, key)!r}: {why}")
 
-        for k in ("clips", "frames", "audio_tokens", "text_tokens", "video_dim", "audio_dim",
+        for k in ("frames", "audio_tokens", "text_tokens", "video_dim", "audio_dim",
                   "text_dim", "latent_dim", "visual_concepts", "audio_concepts", "min_captions",
                   "twins"):
             need(getattr(self, k) >= 1, k, "must be >= 1")
@@ -356,7 +356,10 @@ def spec_from_options(options: dict[str, str], source: str = "synthetic") -> Syn
         except ValueError:
             raise DataError(f"{source}: {key}={raw!r} is not a valid {types[key].__name__}") from None
         values[key] = v
-    return replace(base, **values)
+    try:
+        return replace(base, **values)
+    except DataError as e:
+        raise DataError(f"{source}: {str(e).removeprefix('synthetic data: ')}") from None
 
 
 def probe_scores(data: RetrievalData, use_audio: bool = True, ridge: float = 1.0,
