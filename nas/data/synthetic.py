@@ -234,10 +234,13 @@ def make_split(spec: SyntheticSpec, world: _World, n: int, rng: np.random.Genera
     for s in range(0, n, chunk):
         e = min(n, s + chunk)
         c = e - s
-        loud = rng.uniform(0.5, 1.5, size=(c, A, 1)).astype(np.float32)
-        a = world.aud_audio[np.maximum(aud[s:e], 0)].astype(np.float32)[:, None, :]
-        x = a * loud * np.float32(spec.audio_strength) * has_audio[s:e, None, None]
-        x = x + _noise(rng, (c, A, spec.audio_dim), spec.audio_noise) * noise_scale[s:e, None, None]
+        # Per-token loudness (0.5..1.5) x strength, zero for has-audio = 0 clips; in-place
+        # arithmetic keeps big presets to about one temporary per chunk.
+        coef = rng.random((c, A, 1), dtype=np.float32) + np.float32(0.5)
+        coef *= np.float32(spec.audio_strength) * has_audio[s:e, None, None]
+        x = _noise(rng, (c, A, spec.audio_dim), spec.audio_noise)
+        x *= noise_scale[s:e, None, None]
+        x += world.aud_audio[np.maximum(aud[s:e], 0)].astype(np.float32)[:, None, :] * coef
         x *= audio_mask[s:e, :, None]
         audio[s:e] = x
 
