@@ -87,7 +87,7 @@ def attach_gate_artifacts(study: Any, artifact_store: Any,
 
     storage = study._storage  # the public API accepts it for FrozenTrial uploads
     todo = list(study.get_trials(deepcopy=False) if trials is None else trials)
-    on_study = _existing_names(study.system_attrs)
+    on_study = _existing_names(storage.get_study_system_attrs(study._study_id))
     uploaded: list[str] = []
     with tempfile.TemporaryDirectory(prefix="nas-gates-") as tmp:
         for t in todo:

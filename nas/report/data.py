@@ -89,11 +89,14 @@ def to_minimisation(values: np.ndarray, directions: Sequence[Any]) -> np.ndarray
     return v * _direction_signs(directions)
 
 
-def pareto_mask(values: np.ndarray, directions: Sequence[Any]) -> np.ndarray:
+def pareto_mask(values: np.ndarray, directions: Sequence[Any],
+                keep_duplicates: bool = False) -> np.ndarray:
     """Boolean mask of the non-dominated rows of ``values`` [n, k].
 
     A row is dominated when another is no worse in every objective and strictly better in
-    one. Identical rows do not dominate each other, so duplicates are all kept.
+    one. Of identical non-dominated rows only the first is kept (rows come in trial-number
+    order, so the earliest trial), as ``nas.search.pareto_front`` does, unless
+    ``keep_duplicates``.
     """
     loss = to_minimisation(values, directions)
     n = loss.shape[0]
@@ -102,6 +105,8 @@ def pareto_mask(values: np.ndarray, directions: Sequence[Any]) -> np.ndarray:
         no_worse = np.all(loss <= loss[i], axis=1)
         better = np.any(loss < loss[i], axis=1)
         if np.any(no_worse & better):
+            mask[i] = False
+        elif not keep_duplicates and np.any(np.all(loss[:i] == loss[i], axis=1) & mask[:i]):
             mask[i] = False
     return mask
 
@@ -339,11 +344,13 @@ def violin_samples(quantiles: Sequence[float] | None = None,
         q = np.asarray(quantiles, dtype=float)
         return np.interp(p, np.linspace(0.0, 1.0, len(q)), q).tolist()
     if hist is not None and edges is not None and len(edges) == len(hist) + 1 and sum(hist) > 0:
-        c = np.concatenate([[0.0], np.cumsum(np.asarray(hist, dtype=float))])
-        c /= c[-1]
-        # the CDF is flat over empty bins: interp needs increasing x, so drop repeats
-        keep = np.concatenate([[True], np.diff(c) > 0])
-        return np.interp(p, c[keep], np.asarray(edges, dtype=float)[keep]).tolist()
+        h = np.asarray(hist, dtype=float)
+        e = np.asarray(edges, dtype=float)
+        c = np.concatenate([[0.0], np.cumsum(h)]) / h.sum()
+        # bin j holds p in [c[j], c[j+1]); empty bins have c[j] == c[j+1] and are never hit
+        j = np.clip(np.searchsorted(c, p, side="right") - 1, 0, len(h) - 1)
+        frac = (p - c[j]) / np.where(h[j] > 0, c[j + 1] - c[j], 1.0)
+        return (e[j] + frac * (e[j + 1] - e[j])).tolist()
     return []
 
 
@@ -391,16 +398,20 @@ def front_table(trials: Sequence[Any], directions: Sequence[Any],
 # ---------------------------------------------------------------------------------
 
 def param_importances(trials: Sequence[Any], directions: Sequence[Any],
-                      metric_names: Sequence[str], min_trials: int = 3,
-                      seed: int = 0) -> tuple[dict[str, dict[str, float]], dict[str, str]]:
-    """fANOVA parameter importance per objective over the full-budget trials.
+                      metric_names: Sequence[str],
+                      min_trials: int = 3) -> tuple[dict[str, dict[str, float]], dict[str, str]]:
+    """PED-ANOVA parameter importance per objective over the full-budget trials.
 
     Returns ``(importances, notes)``: ``importances[objective] = {param: share}`` and
-    ``notes[objective]`` says why an objective has none (too few trials, no parameter
-    that varies). Uses Optuna's ``get_param_importances`` with a fixed seed on an
-    in-memory copy that holds only the full-budget trials, so stopped trials' low-budget
-    values never enter it.
+    ``notes[objective]`` says why an objective has none (too few trials, no parameter that
+    varies). Uses Optuna's ``get_param_importances`` with ``PedAnovaImportanceEvaluator``
+    (what optuna-dashboard uses; the default fANOVA needs scikit-learn, not a dependency)
+    on an in-memory copy that holds only the full-budget trials, so stopped trials'
+    low-budget values never enter it. PED-ANOVA treats low targets as good, so maximised
+    objectives are negated in the target.
     """
+    import warnings
+
     import optuna
 
     full = full_budget_trials(trials)
@@ -410,19 +421,26 @@ def param_importances(trials: Sequence[Any], directions: Sequence[Any],
         msg = (f"only {len(full)} full-budget trial(s); parameter importance needs at least "
                f"{min_trials}")
         return {}, {name: msg for name in metric_names}
-    study = optuna.create_study(directions=[getattr(d, "name", str(d)).lower()
-                                            for d in directions])
+    signs = _direction_signs(directions)
+    level = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "new study created" line
+    try:
+        study = optuna.create_study(directions=["minimize"] * len(directions))
+    finally:
+        optuna.logging.set_verbosity(level)
     study.add_trials(full)
     for i, name in enumerate(metric_names):
         try:
-            res = optuna.importance.get_param_importances(
-                study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=seed),
-                target=lambda t, i=i: t.values[i])
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # "computes importances for low targets"
+                res = optuna.importance.get_param_importances(
+                    study, evaluator=optuna.importance.PedAnovaImportanceEvaluator(),
+                    target=lambda t, i=i: float(signs[i] * t.values[i]))
         except (ValueError, RuntimeError) as e:  # e.g. no parameter common to all trials
             notes[name] = f"not computable: {e}"
             continue
-        if not res:
-            notes[name] = "no searched parameter varies across the full-budget trials"
+        if not res or not any(v > 0 for v in res.values()):
+            notes[name] = "no searched parameter separates the best full-budget trials"
             continue
         imps[name] = {k: float(v) for k, v in res.items()}
     return imps, notes

@@ -83,7 +83,7 @@ def importance_figure(imps: Mapping[str, Mapping[str, float]]) -> go.Figure:
     for name, d in imps.items():
         fig.add_trace(go.Bar(y=params, x=[d.get(p, 0.0) for p in params], orientation="h",
                              name=name))
-    fig.update_layout(title="Parameter importance per objective (fANOVA, full-budget trials)",
+    fig.update_layout(title="Parameter importance per objective (PED-ANOVA, full-budget trials)",
                       barmode="group", xaxis_title="importance (share)", **_LAYOUT)
     fig.update_layout(height=max(300, 40 + 28 * len(params) * max(1, len(imps))))
     return fig
@@ -132,6 +132,7 @@ def gates_figure(gates: Sequence[GateSummary], title: str) -> go.Figure:
         kinds = sorted({g.kind for g in sel if g.kind})
         label = f"{name} ({'/'.join(kinds)})" if kinds else name
         fig.add_trace(go.Violin(x=xs, y=ys, name=label, box_visible=True,
-                                meanline_visible=True, points=False, scalemode="width"))
+                                meanline_visible=True, points=False, scalemode="width",
+                                spanmode="hard"))
     fig.update_layout(title=title, violinmode="group", yaxis_title="gate value", **_LAYOUT)
     return fig

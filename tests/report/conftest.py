@@ -12,6 +12,10 @@ import pytest
 from nas.config import FusionConfig, TrainConfig
 
 RUNGS = [0.5, 1.5, 4.5]
+# tiny synthetic data whose shapes match the trials' FusionConfig dims (so an exported
+# config trains on it unchanged)
+DATA = ("synthetic:clips=32,val_clips=16,test_clips=0,frames=4,audio_tokens=6,text_tokens=3,"
+        "video_dim=32,audio_dim=32,text_dim=32")
 # number -> (recall, query_gflops, recall per rung); all full budget unless listed below.
 FULL = {
     0: (100.0, 1.0, [10.0, 50.0, 100.0]),
@@ -54,9 +58,9 @@ def make_study(storage: Any = None, name: str = "synthetic") -> Any:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         study.set_metric_names(["recall", "query_gflops"])
-    train = TrainConfig(epochs=RUNGS[-1], batch_size=8, seed=0)
+    train = TrainConfig(epochs=RUNGS[-1], batch_size=16, seed=0, num_threads=1, device="cpu")
     for k, v in {"objectives": ["recall", "query_gflops"], "rungs": RUNGS,
-                 "full_budget": RUNGS[-1], "data": "synthetic:clips=48,seed=0",
+                 "full_budget": RUNGS[-1], "data": DATA,
                  "space": "search_spaces/quick.yaml", "train_config": train.to_dict(),
                  "seed": 0}.items():
         study.set_user_attr(k, v)
@@ -67,8 +71,8 @@ def make_study(storage: Any = None, name: str = "synthetic") -> Any:
     for n in range(7):
         params = {"width": [32, 64][n % 2], "layer_decay": decays[n % 3],
                   "lr": 1e-3 * (1 + n)}
-        fusion = FusionConfig(video_dim=16, audio_dim=16, text_dim=16, max_frames=4,
-                              width=params["width"], layers=2, heads=2, resampler_queries=4,
+        fusion = FusionConfig(video_dim=32, audio_dim=32, text_dim=32, max_frames=4,
+                              width=params["width"], layers=1, heads=2, resampler_queries=4,
                               layer_decay=params["layer_decay"])
         ua: dict[str, Any] = {"config_id": fusion.config_id, "fusion": fusion.to_dict(),
                               "train": train.replace(lr=params["lr"]).to_dict(),
