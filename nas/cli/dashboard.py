@@ -43,6 +43,8 @@ def run(args: argparse.Namespace) -> int:
     art = args.artifacts or artifact_dir_for(args.storage)
     print(f"nas dashboard: http://{args.host}:{args.port}/  (storage {args.storage}, "
           f"artifacts {art}; Ctrl-C stops)", flush=True)
+    print(f"  the same with plain optuna-dashboard: optuna-dashboard {args.storage} "
+          f"--artifact-dir {art}", flush=True)
     serve(args.storage, host=args.host, port=args.port, artifacts=art,
           attach=not args.no_attach)
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 from typing import Any
 
 from nas.errors import UserError
@@ -49,5 +50,7 @@ def run(args: argparse.Namespace) -> int:
     names = study.metric_names or [str(i) for i in range(len(trial.values))]
     vals = ", ".join(f"{n}={v:.4g}" for n, v in zip(names, trial.values))
     print(f"nas export: trial {trial.number} ({vals}) -> {path}")
-    print(f"  train it: nas train --config {path}")
+    data = study.user_attrs.get("data")
+    hint = f" --data {shlex.quote(str(data))}" if data else ""
+    print(f"  train it: nas train --config {path}{hint}")
     return 0

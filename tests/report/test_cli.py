@@ -166,3 +166,13 @@ def test_front_matches_the_search_package(db):
     pts = pareto_points(study.trials, study.directions, study.metric_names)
     mine = sorted(pts.numbers[i] for i in pts.front_order)
     assert mine == sorted(t.number for t in pareto.pareto_front(study)) == sorted(FRONT)
+
+
+def test_export_meta_carries_the_data_spec_for_ablate(db, tmp_path, capsys):
+    from nas.cli.ablate import _meta_data
+
+    out = tmp_path / "k.yaml"
+    assert main(["export", "--study", "demo", "--storage", db, "--out", str(out)]) == 0
+    assert f"--data '{DATA}'" in capsys.readouterr().out  # the train hint
+    assert _meta_data(str(out)) == DATA
+    assert yaml.safe_load(out.read_text())["meta"]["trial"] == 1  # knee by default
