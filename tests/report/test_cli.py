@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+import shlex
 import warnings
 
 import pytest
@@ -173,6 +174,6 @@ def test_export_meta_carries_the_data_spec_for_ablate(db, tmp_path, capsys):
 
     out = tmp_path / "k.yaml"
     assert main(["export", "--study", "demo", "--storage", db, "--out", str(out)]) == 0
-    assert f"--data '{DATA}'" in capsys.readouterr().out  # the train hint
+    assert f"--data {shlex.quote(DATA)}" in capsys.readouterr().out  # the train hint
     assert _meta_data(str(out)) == DATA
     assert yaml.safe_load(out.read_text())["meta"]["trial"] == 1  # knee by default
