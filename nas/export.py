@@ -3,9 +3,10 @@
 Pick policies (``--pick``):
 
 - ``knee``: the front point farthest from the straight line between the front's two
-  extremes, in normalised objective space (each objective scaled linearly to [0, 1] over the
-  front, best -> 0). With one front point that point; with two, the one closer to the
-  utopia point. With more than two objectives there is no single line between extremes,
+  extremes, on the side of the utopia point, in normalised objective space (each objective
+  scaled linearly to [0, 1] over the front, best -> 0). With one front point that point;
+  with two, the one closer to the utopia point; on a concave front (no point on the utopia
+  side) an extreme. With more than two objectives there is no single line between extremes,
   so the knee is the point closest (Euclidean) to the utopia point (0, ..., 0) after the
   same normalisation.
 - ``best:OBJECTIVE``: the front trial best in that objective (ties: lowest trial number).
@@ -106,10 +107,12 @@ def knee_index(values: np.ndarray, directions: Sequence[Any]) -> int:
     length = float(np.hypot(*d))
     if length == 0:
         return int(np.argmin(np.linalg.norm(norm, axis=1)))
-    # distance to the line through a and b; only points on the utopia side count
-    # (on a 2-objective front every point lies on that side or on the line)
-    dist = np.abs(d[0] * (norm[:, 1] - a[1]) - d[1] * (norm[:, 0] - a[0])) / length
-    return int(np.argmax(dist))
+    # signed distance to the line through a and b, positive on the utopia (origin) side: a
+    # convex front bulges towards utopia and its knee is the deepest bulge; on a concave
+    # front every inner point is on the far side and an extreme (distance 0) wins
+    cross = d[0] * (norm[:, 1] - a[1]) - d[1] * (norm[:, 0] - a[0])
+    side = np.sign(d[0] * (0.0 - a[1]) - d[1] * (0.0 - a[0])) or 1.0
+    return int(np.argmax(side * cross / length))
 
 
 # ---------------------------------------------------------------------------------

@@ -65,6 +65,9 @@ def test_knee_is_farthest_from_the_extremes_line():
     # symmetric convex front in minimisation form: the middle point
     vals = np.array([[0.0, 1.0], [0.2, 0.2], [1.0, 0.0], [0.5, 0.1]])
     assert knee_index(vals, ["minimize", "minimize"]) == 1
+    # concave front: the middle point lies beyond the line, so an extreme is the knee
+    vals = np.array([[0.0, 1.0], [0.8, 0.8], [1.0, 0.0]])
+    assert knee_index(vals, ["minimize", "minimize"]) in (0, 2)
     # three objectives: closest to utopia after normalisation
     vals = np.array([[0, 1, 1], [1, 0, 1], [0.3, 0.3, 0.3], [1, 1, 0]], dtype=float)
     assert knee_index(vals, ["minimize"] * 3) == 2
