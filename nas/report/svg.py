@@ -73,7 +73,7 @@ def gate_svg(gates: Sequence[GateSummary], title: str, width: int = 720,
             if g is None:
                 continue
             c = _PALETTE[gi % len(_PALETTE)]
-            x = cx0 + group_w * 0.1 + box_w * gi + box_w / 2
+            x = cx0 + group_w / 2 + box_w * (gi - (len(names) - 1) / 2)  # centred group
             q05, q25, q50, q75, q95 = (_q(g, p) for p in (0.05, 0.25, 0.5, 0.75, 0.95))
             parts.append(f'<line x1="{x:.1f}" y1="{y(q05):.1f}" x2="{x:.1f}" y2="{y(q95):.1f}" '
                          f'stroke="{c}"/>')
