@@ -22,6 +22,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping, TextIO
@@ -191,13 +192,16 @@ def _open_study(opts: SearchOptions, space: SearchSpace, objectives: list[Object
         return study, False
     study = optuna.create_study(study_name=name, storage=storage, sampler=sampler,
                                 directions=directions)
-    study.set_metric_names(names)
+    with warnings.catch_warnings():  # experimental since optuna 3.2, stable in practice
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(names)
     _, base_train = space.build(space.reference_params(), overrides)
     attrs = {"objectives": names, "space": space.path, "space_text": space.text,
              "data": data_spec, "rungs": space.proxy.rungs(),
              "full_budget": space.proxy.max_budget, "eta": space.proxy.eta,
              "train_config": base_train.to_dict(), "seed": opts.seed, "sampler": opts.sampler,
-             "limits": parse_limits(opts.limits), "hv_reference": hv_ref()}
+             "limits": parse_limits(opts.limits), "hv_reference": hv_ref(),
+             "reference_params": space.reference_params()}
     for k, v in attrs.items():
         study.set_user_attr(k, v)
     for label, params in warm_start_configs(space, overrides):
@@ -316,6 +320,10 @@ class Progress:
         self.out.flush()
 
 
+def _short(v: object) -> str:
+    return f"{v:.3g}" if isinstance(v, float) else str(v)
+
+
 def _fmt_s(s: float) -> str:
     s = int(round(s))
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
@@ -330,10 +338,12 @@ def format_front(study: optuna.Study, front: list[optuna.trial.FrozenTrial] | No
         return "Pareto front: no full-budget trial yet."
     head = ["trial", *names, "config_id", "changed from reference"]
     rows = [head]
+    ref = study.user_attrs.get("reference_params") or {}
     for t in front:
-        changed = ", ".join(f"{k}={v}" for k, v in sorted(t.params.items()))
+        changed = ", ".join(f"{k}={_short(v)}" for k, v in t.params.items()
+                            if k not in ref or ref[k] != v) or "(reference)"
         rows.append([str(t.number), *(f"{v:.4g}" for v in t.values),
-                     str(t.user_attrs.get("config_id", "")), changed[:90]])
+                     str(t.user_attrs.get("config_id", "")), changed[:100]])
     w = [max(len(r[i]) for r in rows) for i in range(len(head))]
     lines = ["  ".join(c.ljust(x) for c, x in zip(r, w)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * x for x in w))

@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 import time
@@ -192,6 +193,11 @@ class _Scheduler(FIFOScheduler):
         return "MO-ASHA"
 
 
+def _trial_name(trial: Any) -> str:
+    number = trial.config.get("spec", {}).get("number", "x")
+    return f"trial_{number}_{trial.trial_id}"
+
+
 def _init_ray(opts: RayOptions) -> bool:
     """Start a local Ray (or connect with --address); True when this call started it."""
     if ray.is_initialized():
@@ -228,14 +234,24 @@ def run_tune(core: AskTellSearcher, asha: MOASHA, evaluator: EvaluatorSpec, data
             tune.with_resources(trainable, resources),
             tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler,
                                         num_samples=-1, max_concurrent_trials=concurrency,
-                                        reuse_actors=True),
+                                        reuse_actors=True,
+                                        trial_name_creator=_trial_name,
+                                        trial_dirname_creator=_trial_name),
             run_config=tune.RunConfig(
                 name="nas", storage_path=workdir, verbose=0,
                 failure_config=tune.FailureConfig(max_failures=opts.max_failures),
                 checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=False),
                 log_to_file=False),
         )
-        tuner.fit()
+        # Tune's result grid looks for per-trial result files that we do not write (the
+        # study holds the results): keep its warnings about them off the terminal.
+        quiet = logging.getLogger("ray.tune")
+        level = quiet.level
+        quiet.setLevel(logging.ERROR)
+        try:
+            tuner.fit()
+        finally:
+            quiet.setLevel(level)
     finally:
         import shutil
         shutil.rmtree(workdir, ignore_errors=True)
