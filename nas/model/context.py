@@ -90,4 +90,8 @@ class FusionContext:
 
     def summary(self) -> dict[str, Any]:
         """Means of every gate seen (floats), for the training log."""
-        return {k: float(v) for k, v in self.gate_means.items()}
+        if not self.gate_means:
+            return {}
+        # one device->host copy for all gates (a sync per gate would stall GPU training)
+        vals = torch.stack(list(self.gate_means.values())).float().tolist()
+        return dict(zip(self.gate_means, vals))

@@ -321,7 +321,8 @@ class FusionRetrievalModel(nn.Module):
             parts["gate_contrastive"] = gc
         parts.update(ctx.losses)
         loss = sum(parts.values())
-        out = {k: float(v.detach()) for k, v in parts.items()}
+        # one device->host copy for every part
+        out = dict(zip(parts, torch.stack([v.detach().float() for v in parts.values()]).tolist()))
         if margin is not None:
             out["margin_mean"] = float(margin.mean())
         out["logit_scale"] = float(self.scale().detach())
