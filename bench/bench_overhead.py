@@ -1,0 +1,159 @@
+"""Orchestration overhead: seconds per trial spent outside training, and its share.
+
+    python bench/bench_overhead.py               # reduced: 8 trials of gated_fusion per mode
+    python bench/bench_overhead.py --full        # 24 trials per mode
+    python bench/bench_overhead.py --trials 8 --space gated_fusion --modes loop,local,ray
+
+The same configurations (drawn from the space, every one to the full budget of its proxy:
+no early stopping, so each mode does the same training work) run three ways, one trial at
+a time, back to back:
+
+- ``loop``:  ``train_proxy`` called in a plain Python loop (the baseline);
+- ``local``: ``nas search`` in this process (``run_search(executor="local")``): Optuna
+             ask/tell, the space's suggest, cost estimates, SQLite writes per rung;
+- ``ray``:   ``nas search`` as shipped (``executor="ray"``, concurrency 1): the above plus
+             Ray Tune scheduling, the worker process and result transport.
+
+The configurations are enqueued into a study created beforehand, so ``local`` and ``ray``
+train exactly the configurations of ``loop``. Per-trial overhead = (wall time from the first
+trial's start to the last trial's end - sum of the trials' own ``train_proxy`` wall_s) / N;
+startup (Ray start, data load, study creation) is reported separately, once per search.
+Share = per-trial overhead / mean trial wall_s. Target: under 5%.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import shutil
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import (add_out_arg, machine_info, print_machine, sample_configs,  # noqa: E402
+                    write_json)
+
+
+def run_loop(configs: list, data: Any, rungs: list[float]) -> dict[str, Any]:
+    """Baseline: the evaluator in a plain loop."""
+    from nas.train import train_proxy
+
+    walls = []
+    t0 = time.perf_counter()
+    for _, f, t in configs:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            res = train_proxy(f, t, data, rungs=rungs)
+        walls.append(res.wall_s)
+    span = time.perf_counter() - t0
+    return {"span_s": span, "startup_s": 0.0, "trial_wall_s": walls}
+
+
+def run_driver(executor: str, configs: list, space: Any, data_spec: str, workdir: str
+               ) -> dict[str, Any]:
+    """``run_search`` over a study whose queue holds exactly ``configs``."""
+    import optuna
+
+    from nas.search.driver import SearchOptions, run_search
+    from nas.search.evaluator import RayOptions
+
+    storage = f"sqlite:///{workdir}/{executor}.db"
+    st = optuna.create_study(study_name=executor, storage=storage,
+                             directions=["maximize", "minimize"])
+    st.set_metric_names(["recall", "query_gflops"])
+    for params, _, _ in configs:
+        st.enqueue_trial(params)
+    opts = SearchOptions(space=space.path, study=executor, storage=storage, data=data_spec,
+                         trials=len(configs), sampler="random", seed=0, prune=False,
+                         executor=executor, quiet=True,
+                         ray=RayOptions(concurrency=1, cpus_per_trial=1.0))
+    t0 = time.time()
+    summary = run_search(opts, out=io.StringIO())
+    t_end = time.time()
+    trials = [t for t in optuna.load_study(study_name=executor, storage=storage).get_trials()
+              if t.user_attrs.get("status") == "complete"]
+    if len(trials) != len(configs):
+        raise RuntimeError(f"{executor}: {len(trials)} of {len(configs)} trials completed: "
+                           f"{summary.states}")
+    starts = [t.datetime_start.timestamp() for t in trials]
+    ends = [t.datetime_complete.timestamp() for t in trials]
+    return {"span_s": max(ends) - min(starts), "startup_s": min(starts) - t0,
+            "teardown_s": t_end - max(ends), "elapsed_s": summary.elapsed_s,
+            "trial_wall_s": [float(t.user_attrs["wall_s"]) for t in trials]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--space", default="gated_fusion")
+    ap.add_argument("--data", default=None, help="data spec (default: the space's data)")
+    ap.add_argument("--trials", type=int, default=None, help="per mode (default 8; --full 24)")
+    ap.add_argument("--modes", default="loop,local,ray")
+    ap.add_argument("--seed", type=int, default=0)
+    add_out_arg(ap, "overhead.json")
+    args = ap.parse_args(argv)
+
+    import optuna
+
+    from nas.data import load_data
+    from nas.search import load_space
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    info = machine_info()
+    print_machine(info)
+    space = load_space(args.space)
+    data_spec = args.data or space.data or "synthetic"
+    data = load_data(data_spec)
+    n = args.trials or (24 if args.full else 8)
+    rungs = space.proxy.rungs()
+    configs = sample_configs(space, n, args.seed, data.shapes)
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    print(f"space {space.name}, data {data_spec}, rungs {rungs} epochs, {n} trials per mode "
+          f"(full budget, one at a time), modes {modes}", flush=True)
+    workdir = tempfile.mkdtemp(prefix="nas-bench-overhead-")
+    out: dict[str, Any] = {"machine": info, "space": space.path, "data": data_spec,
+                           "rungs": rungs, "trials": n, "modes": {}}
+    try:
+        for m in modes:
+            r = run_loop(configs, data, rungs) if m == "loop" else \
+                run_driver(m, configs, space, data_spec, workdir)
+            walls = r["trial_wall_s"]
+            per = (r["span_s"] - sum(walls)) / n
+            mean_wall = sum(walls) / n
+            r.update(per_trial_overhead_s=per, mean_trial_wall_s=mean_wall,
+                     share=per / mean_wall)
+            out["modes"][m] = r
+            print(f"{m:6s}: mean trial {mean_wall:6.2f} s, outside training {per:6.3f} s/trial "
+                  f"({per / mean_wall:6.2%} of trial time); startup {r['startup_s']:.1f} s"
+                  + (f", teardown {r.get('teardown_s', 0):.1f} s" if "teardown_s" in r else ""),
+                  flush=True)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    base = out["modes"].get("loop", {}).get("per_trial_overhead_s", 0.0)
+    for m in modes:
+        if m == "loop":
+            continue
+        r = out["modes"][m]
+        extra = r["per_trial_overhead_s"] - base
+        r["extra_over_loop_s"] = extra
+        r["extra_share"] = extra / r["mean_trial_wall_s"]
+        amort = (r["span_s"] + r["startup_s"] - sum(r["trial_wall_s"])) / n - base
+        r["extra_with_startup_share"] = amort / r["mean_trial_wall_s"]
+        verdict = "met" if r["extra_share"] < 0.05 else "MISSED"
+        print(f"FIGURE: {m}: {extra:.3f} s per trial outside training beyond the plain loop "
+              f"= {r['extra_share']:.2%} of the mean trial time (target < 5%: {verdict}); "
+              f"with the one-off startup spread over the {n} trials: "
+              f"{r['extra_with_startup_share']:.2%}")
+    write_json(args.out, out)
+    print(f"json: {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
