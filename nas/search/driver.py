@@ -74,6 +74,7 @@ class SearchOptions:
     evaluator: EvaluatorSpec = field(default_factory=EvaluatorSpec)
     executor: str = "ray"  # "ray" | "local" (in-process, sequential: tests, debugging)
     quiet: bool = False
+    max_skips: int = 100  # proposals in a row that cannot be trained before giving up
 
 
 @dataclass
@@ -405,13 +406,13 @@ def run_search(opts: SearchOptions, out: TextIO | None = None) -> SearchSummary:
     shapes = data.shapes
     overrides = _data_overrides(shapes)
 
-    sampler = make_sampler(opts.sampler, opts.seed, constrained=bool(limits))
+    sampler = make_sampler(opts.sampler, opts.seed)
     study, created = _open_study(
         opts, space, objectives, sampler, data_spec, overrides,
         lambda: _hv_reference(objectives, space, overrides, cost_fn, shapes, limits, data))
     crashed = _recover_crashed(study)
     core = AskTellSearcher(study, space, objectives, cost_fn, shapes, overrides, limits,
-                           n_trials)
+                           n_trials, max_skips=opts.max_skips)
     progress = Progress(study, core, out, opts.quiet)
     core.on_event = progress.update
     if not opts.quiet:

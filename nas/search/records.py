@@ -59,13 +59,17 @@ def record_rung(study: optuna.Study, trial_id: int, rung: int, recall: float) ->
 
 
 def set_learning(study: optuna.Study, trial_id: int, values: Sequence[float] | None,
-                 constraints: Sequence[float] | None) -> None:
-    """Store what the sampler learns from a trial that is not COMPLETE (and constraints)."""
+                 constraints: Mapping[str, float] | None) -> None:
+    """Store what the sampler learns from a trial that is not COMPLETE, and its constraints.
+
+    Constraints use Optuna 5's per-name format (``constraints:<name>``, what
+    ``Trial.set_constraint`` writes): value > 0 = violated. TPE, NSGA-II and GP read them
+    from every trial without a ``constraints_func``.
+    """
     if values is not None:
         study._storage.set_trial_system_attr(trial_id, LEARN_KEY, [float(v) for v in values])
-    if constraints is not None:
-        study._storage.set_trial_system_attr(trial_id, CONSTRAINTS_KEY,
-                                             [float(c) for c in constraints])
+    for name, c in (constraints or {}).items():
+        study._storage.set_trial_system_attr(trial_id, f"{CONSTRAINTS_KEY}:{name}", float(c))
 
 
 def tell(study: optuna.Study, number: int, state: TrialState,

@@ -114,24 +114,20 @@ class LearningSampler(BaseSampler):
         self.inner.reseed_rng()
 
 
-def _stored_constraints(trial: FrozenTrial) -> Sequence[float]:
-    """constraints_func for the inner samplers: the driver stores the values itself."""
-    return tuple(trial.system_attrs.get(records.CONSTRAINTS_KEY) or (0.0,))
+def make_sampler(name: str, seed: int | None) -> LearningSampler:
+    """A seeded sampler by name (a factory: names map to classes, never to instances).
 
-
-def make_sampler(name: str, seed: int | None, constrained: bool = False) -> LearningSampler:
-    """A seeded sampler by name (a factory: names map to classes, never to instances)."""
-    cf = _stored_constraints if constrained else None
+    Cost limits need no ``constraints_func`` (deprecated in Optuna 5): the driver stores
+    each trial's constraint values itself and the samplers read them from the trials.
+    """
     if name == "tpe":
-        inner: BaseSampler = optuna.samplers.TPESampler(seed=seed, constraints_func=cf,
-                                                        n_startup_trials=8)
+        inner: BaseSampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=8)
     elif name == "nsga2":
-        inner = optuna.samplers.NSGAIISampler(seed=seed, constraints_func=cf,
-                                              population_size=16)
+        inner = optuna.samplers.NSGAIISampler(seed=seed, population_size=16)
     elif name == "random":
         inner = optuna.samplers.RandomSampler(seed=seed)
     elif name == "gp":
-        inner = optuna.samplers.GPSampler(seed=seed, constraints_func=cf, n_startup_trials=8,
+        inner = optuna.samplers.GPSampler(seed=seed, n_startup_trials=8,
                                           warn_independent_sampling=False)
     else:
         raise UserError(f"--sampler: unknown sampler {name!r}; choose from {', '.join(SAMPLERS)}")
@@ -177,7 +173,7 @@ class AskTellSearcher:
     def __init__(self, study: optuna.Study, space: SearchSpace,
                  objectives: Sequence[Objective], cost_fn: Callable[..., dict[str, float]],
                  shapes: Any, overrides: Mapping[str, Any], limits: Mapping[str, float],
-                 n_trials: int, max_skips: int = 200,
+                 n_trials: int, max_skips: int = 100,
                  on_event: Callable[[], None] | None = None) -> None:
         self.study = study
         self.space = space
@@ -245,7 +241,7 @@ class AskTellSearcher:
             # Teach it as infeasible (a violated constraint) when constraints are on.
             records.set_attrs(self.study, tid, status="infeasible", fail_reason=str(e),
                               budget=0.0, full_budget=False)
-            self._tell_infeasible(trial, None, [1.0] * max(1, len(self.limits)))
+            self._tell_infeasible(trial, None, {k: 1.0 for k in self.limits})
             return None
         cid = config_key(fusion, train)
         costs = self._costs(fusion)
@@ -258,7 +254,7 @@ class AskTellSearcher:
                             for k, v in violations.items() if v > 0)
             records.set_attrs(self.study, tid, status="infeasible",
                               fail_reason=f"over cost limit: {why}")
-            self._tell_infeasible(trial, costs, list(violations.values()))
+            self._tell_infeasible(trial, costs, violations)
             return None
         running = {s.config_id: s.number for s in self.in_flight.values()}
         dup_of = self.trained.get(cid, running.get(cid))
@@ -271,7 +267,7 @@ class AskTellSearcher:
             self.on_event()
             return None
         if self.limits:
-            records.set_learning(self.study, tid, None, list(violations.values()))
+            records.set_learning(self.study, tid, None, violations)
         spec = TrialSpec(number=trial.number, trial_id=tid, config_id=cid,
                          fusion=fusion.to_dict(), train=train.to_dict(), rungs=list(self.rungs),
                          costs=costs, cost_vector=self._cost_vector(costs))
@@ -284,13 +280,15 @@ class AskTellSearcher:
                 if o.known_before_training]
 
     def _tell_infeasible(self, trial: optuna.Trial, costs: Mapping[str, float] | None,
-                         violations: Sequence[float]) -> None:
-        # Learning values: worst quality seen so far, exact costs (or worst seen).
-        learn = [self._worst(o) if not o.known_before_training or costs is None
-                 or o.key not in costs else o.value(None, costs) for o in self.objectives]
-        records.set_learning(self.study, trial._trial_id, learn,
-                             [max(v, 1e-9) if v > 0 else v for v in violations]
-                             if self.limits or costs is None else None)
+                         violations: Mapping[str, float]) -> None:
+        """FAIL without training. With cost limits, the sampler sees it as an infeasible
+        point (worst quality seen, exact costs, positive constraints); without limits
+        (an impossible combination in a space without --max) it is simply ignored, since
+        constraint values must exist on every trial or none."""
+        if self.limits:
+            learn = [self._worst(o) if not o.known_before_training or costs is None
+                     or o.key not in costs else o.value(None, costs) for o in self.objectives]
+            records.set_learning(self.study, trial._trial_id, learn, violations)
         records.tell(self.study, trial.number, TrialState.FAIL)
         self.on_event()
 
