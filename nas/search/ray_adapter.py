@@ -151,6 +151,11 @@ class _Searcher(Searcher):
                                  node_id=result.get("nas_node"),
                                  wall_s=result.get("time_total_s"))
 
+    # Tune pickles its config for its own restore feature, which we do not use (the study
+    # is the state; resume reads it): pickle to an inert placeholder, never the storage.
+    def __reduce__(self) -> tuple:
+        return (_Placeholder, ())
+
     # Nothing to checkpoint: the Optuna study is the state (resume reads it).
     def save_to_dir(self, *args: Any, **kwargs: Any) -> None:
         pass
@@ -191,6 +196,13 @@ class _Scheduler(FIFOScheduler):
 
     def debug_string(self) -> str:
         return "MO-ASHA"
+
+    def __reduce__(self) -> tuple:
+        return (_Placeholder, ())
+
+
+class _Placeholder:
+    """What a pickled searcher/scheduler becomes (Tune's restore is not used)."""
 
 
 def _trial_name(trial: Any) -> str:
