@@ -245,7 +245,10 @@ class AskTellSearcher:
             return None
         cid = config_key(fusion, train)
         costs = self._costs(fusion)
-        records.set_attrs(self.study, tid, config_id=cid, fusion=fusion.to_dict(),
+        # config_id: the dedupe unit (architecture + training settings, since lr etc. are
+        # searched); fusion_id: FusionConfig.config_id, the id `nas train`/export use.
+        records.set_attrs(self.study, tid, config_id=cid, fusion_id=fusion.config_id,
+                          fusion=fusion.to_dict(),
                           train=train.to_dict(), costs=costs, rung_epochs=self.rungs,
                           budget=0.0, full_budget=False)
         violations = {k: costs.get(k, math.inf) - v for k, v in self.limits.items()}
