@@ -1,8 +1,8 @@
 """Orchestration overhead: seconds per trial spent outside training, and its share.
 
-    python bench/bench_overhead.py               # reduced: 8 trials of gated_fusion per mode
+    python bench/bench_overhead.py               # reduced: 6 trials of gated_fusion per mode
     python bench/bench_overhead.py --full        # 24 trials per mode
-    python bench/bench_overhead.py --trials 8 --space gated_fusion --modes loop,local,ray
+    python bench/bench_overhead.py --trials 6 --space gated_fusion --modes loop,local,ray
 
 The same configurations (drawn from the space, every one to the full budget of its proxy:
 no early stopping, so each mode does the same training work) run three ways, one trial at
@@ -43,6 +43,15 @@ def run_loop(configs: list, data: Any, rungs: list[float]) -> dict[str, Any]:
     """Baseline: the evaluator in a plain loop."""
     from nas.train import train_proxy
 
+    from nas.cost import estimate_costs
+
+    # train_proxy estimates the costs (FlopCounterMode passes) itself at the start of every
+    # trial: time that part separately (same call, same process) to show its share.
+    cost_s = []
+    for _, f, _ in configs:
+        c0 = time.perf_counter()
+        estimate_costs(f, data.shapes)
+        cost_s.append(time.perf_counter() - c0)
     walls = []
     t0 = time.perf_counter()
     for _, f, t in configs:
@@ -51,7 +60,8 @@ def run_loop(configs: list, data: Any, rungs: list[float]) -> dict[str, Any]:
             res = train_proxy(f, t, data, rungs=rungs)
         walls.append(res.wall_s)
     span = time.perf_counter() - t0
-    return {"span_s": span, "startup_s": 0.0, "trial_wall_s": walls}
+    return {"span_s": span, "startup_s": 0.0, "trial_wall_s": walls,
+            "cost_estimate_s": cost_s}
 
 
 def run_driver(executor: str, configs: list, space: Any, data_spec: str, workdir: str
@@ -92,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--space", default="gated_fusion")
     ap.add_argument("--data", default=None, help="data spec (default: the space's data)")
-    ap.add_argument("--trials", type=int, default=None, help="per mode (default 8; --full 24)")
+    ap.add_argument("--trials", type=int, default=None, help="per mode (default 6; --full 24)")
     ap.add_argument("--modes", default="loop,local,ray")
     ap.add_argument("--seed", type=int, default=0)
     add_out_arg(ap, "overhead.json")
@@ -110,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     space = load_space(args.space)
     data_spec = args.data or space.data or "synthetic"
     data = load_data(data_spec)
-    n = args.trials or (24 if args.full else 8)
+    n = args.trials or (24 if args.full else 6)
     rungs = space.proxy.rungs()
     configs = sample_configs(space, n, args.seed, data.shapes)
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
@@ -133,6 +143,12 @@ def main(argv: list[str] | None = None) -> int:
                   f"({per / mean_wall:6.2%} of trial time); startup {r['startup_s']:.1f} s"
                   + (f", teardown {r.get('teardown_s', 0):.1f} s" if "teardown_s" in r else ""),
                   flush=True)
+            if "cost_estimate_s" in r:
+                ce = sum(r["cost_estimate_s"]) / n
+                r["cost_estimate_share"] = ce / mean_wall
+                print(f"        inside each trial, train_proxy's own cost estimate "
+                      f"(estimate_costs) takes {ce:.3f} s = {ce / mean_wall:.1%} of trial time",
+                      flush=True)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     base = out["modes"].get("loop", {}).get("per_trial_overhead_s", 0.0)

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import logging
 import math
 import os
 import shutil
@@ -213,7 +214,15 @@ def run_ray(space: Any, data: Any, seed: int, trials: int, workdir: str) -> list
                                     reuse_actors=True),
         run_config=tune.RunConfig(name=f"ray_{seed}", storage_path=workdir, verbose=0,
                                   log_to_file=False))
-    grid = tuner.fit()
+    # Tune's result grid looks for result files that log_to_file=False does not write:
+    # keep its warnings about them off the terminal (as nas.search.ray_adapter does).
+    quiet = logging.getLogger("ray.tune")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        grid = tuner.fit()
+    finally:
+        quiet.setLevel(level)
     rows = []
     for r in grid:
         m = r.metrics or {}
@@ -252,6 +261,31 @@ def hv_at(c: list[dict], x: float) -> float:
             break
         hv = p["hv"]
     return hv
+
+
+def hv_table(curves: dict[str, list[list[dict]]], fractions: tuple[float, ...] = (
+        0.1, 0.25, 0.5, 0.75, 1.0, 1.5)) -> str:
+    """Median hypervolume of each method after given fractions of random search's median
+    final compute (a text version of the plot)."""
+    import numpy as np
+
+    rand = [c for c in curves.get("random", []) if c]
+    if not rand:
+        return ""
+    base = float(np.median([c[-1]["compute_s"] for c in rand]))
+    head = "| method | " + " | ".join(f"{f:.0%}" for f in fractions) + " |"
+    lines = [f"median hypervolume after a share of random search's median final compute "
+             f"({base:.1f} s):", head, "|---" * (len(fractions) + 1) + "|"]
+    for m, cs in curves.items():
+        cs = [c for c in cs if c]
+        cells = []
+        for f in fractions:
+            x = f * base
+            vals = [hv_at(c, x) for c in cs]  # a run that ended earlier keeps its final value
+            ended = sum(c[-1]["compute_s"] < x - 1e-9 for c in cs)
+            cells.append(f"{np.median(vals):.2f}" + (f" ({ended} ended)" if ended else ""))
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n(runs that had ended keep their final hypervolume)"
 
 
 def plot(curves: dict[str, list[list[dict]]], path: Path, title: str) -> None:
@@ -407,6 +441,9 @@ def main(argv: list[str] | None = None) -> int:
                   f"{med:.0%} of random search's final compute (median over {len(fr)} seeds; "
                   f"'inf' = not reached); target <= 25%: {verdict}")
             result["figure_reach_fraction_median"] = med
+    table = hv_table({m: [r["curve"] for r in runs[m]] for m in methods})
+    print("\n" + table)
+    result["hv_table"] = table
     plot({m: [r["curve"] for r in runs[m]] for m in methods}, Path(args.plot),
          f"Search efficiency on {space.name} ({data_spec}), median and IQR over {seeds} seeds")
     print(f"plot: {args.plot}\nwall: {time.monotonic() - t_start:.0f} s")
