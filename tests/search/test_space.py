@@ -175,3 +175,14 @@ def test_error_missing_file(tmp_path: Path) -> None:
 def test_parse_space_names_source() -> None:
     with pytest.raises(SpaceError, match="^mem.yaml: "):
         parse_space("dimensions: 3", "mem.yaml")
+
+
+def test_cli_spaces(tmp_path: Path, capsys) -> None:
+    from nas.cli import main
+
+    assert main(["spaces", "validate", "quick"]) == 0
+    assert main(["spaces", "show", "gated_fusion"]) == 0
+    assert "temporal_gates" in capsys.readouterr().out
+    bad = _write(tmp_path, "dimensions: {width: {choices: []}}")
+    assert main(["spaces", "validate", str(bad)]) == 2
+    assert "dimension 'width'" in capsys.readouterr().err
