@@ -6,8 +6,8 @@ One driver process per study writes the storage. It:
 2. creates the study (directions, metric names, study attributes, the fixed hypervolume
    reference point, the warm-start queue) or loads it and checks that objectives, space and
    rungs match (a clear error otherwise: use another ``--study``);
-3. marks trials left RUNNING by a crashed driver FAIL ("driver crashed") and re-queues
-   their parameters;
+3. registers itself (``liveness``), marks trials left RUNNING by a dead driver FAIL
+   ("driver crashed") and re-queues their parameters; several drivers may share a study;
 4. runs trials on Ray Tune (``ray_adapter``) or, for tests, in this process (``local``)
    until ``--trials`` trials have trained; Ctrl-C records the running trials as FAIL
    ("interrupted") and re-queues them, never leaving a half-written record (SIGINT is held
@@ -18,13 +18,16 @@ One driver process per study writes the storage. It:
 from __future__ import annotations
 
 import dataclasses
+import os
 import signal
+import socket
 import sys
 import threading
 import time
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Iterator, Mapping, TextIO
 
 import optuna
@@ -33,6 +36,8 @@ from optuna.trial import TrialState
 from nas.errors import UserError
 from nas.search import records
 from nas.search.evaluator import EvaluatorSpec, RayOptions, import_object
+from nas.search.faults import faultpoint
+from nas.search.liveness import DriverRegistry
 from nas.search.objectives import (DEFAULT_OBJECTIVES, Objective, parse_limits,
                                    parse_objectives)
 from nas.search.pareto import pareto_front, study_hypervolume
@@ -94,11 +99,92 @@ class SearchSummary:
 
 # ----------------------------------------------------------------------------- helpers
 
-def _storage(url: str) -> optuna.storages.BaseStorage:
+def check_storage(url: str) -> None:
+    """Fail early, before anything is written, on a storage URL that cannot work.
+
+    SQLite: the folder must exist and be writable (SQLite also writes its -wal/-shm files
+    there), and an existing file must be a writable file. Other URLs must parse and their
+    driver must be installed; connection errors surface when the storage is opened.
+    """
+    import sqlalchemy
+    from sqlalchemy.engine import make_url
+
+    try:
+        u = make_url(url)
+    except sqlalchemy.exc.ArgumentError:
+        raise UserError(f"--storage {url!r}: not a database URL (e.g. sqlite:///studies.db "
+                        "or postgresql://user:pw@host/db)") from None
+    if u.get_backend_name() == "sqlite":
+        db = u.database
+        if not db or db == ":memory:":
+            raise UserError(f"--storage {url!r}: an in-memory SQLite database would be lost "
+                            "when the search ends; give a file, e.g. sqlite:///studies.db")
+        path = Path(db)
+        parent = path.parent if str(path.parent) else Path(".")
+        if path.exists():
+            if not path.is_file():
+                raise UserError(f"--storage {url!r}: {path} is not a file")
+            if not os.access(path, os.R_OK | os.W_OK):
+                raise UserError(f"--storage {url!r}: {path} is not writable")
+        if not parent.is_dir():
+            raise UserError(f"--storage {url!r}: folder {parent} does not exist")
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise UserError(f"--storage {url!r}: folder {parent} is not writable")
+        return
+    try:
+        u.get_dialect().import_dbapi()
+    except ImportError as e:
+        hint = " (pip install 'nas[postgres]')" if u.get_backend_name() == "postgresql" else ""
+        raise UserError(f"--storage {url!r}: the database driver is not installed: "
+                        f"{e}{hint}") from None
+
+
+def _storage(url: str) -> optuna.storages.RDBStorage:
+    """The RDB storage, with SQLite set up for one writer beside many readers.
+
+    SQLite: a 60 s busy timeout (a reader holding a lock briefly makes the writer wait, not
+    fail); WAL journal mode is switched on once the study is validated (``_enable_wal``):
+    readers then never block the writer nor the writer the readers, and they see each
+    committed trial. Connection errors become a UserError naming the URL.
+    """
+    import sqlalchemy
+
+    kwargs: dict[str, Any] = {}
     if url.startswith("sqlite:"):
-        # One writer, but readers (the dashboard) may hold the file briefly: wait for them.
-        return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
-    return optuna.storages.RDBStorage(url)
+        kwargs = {"connect_args": {"timeout": 60}}
+    else:
+        kwargs = {"pool_pre_ping": True}
+    try:
+        return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+    except sqlalchemy.exc.OperationalError as e:
+        raise UserError(f"--storage {url!r}: cannot open the database: "
+                        f"{str(getattr(e, 'orig', e)).strip().splitlines()[0]}") from None
+
+
+def _enable_wal(storage: optuna.storages.RDBStorage) -> None:
+    """Persistent WAL journal mode for a SQLite storage (no-op for other databases)."""
+    if storage.engine.name != "sqlite":
+        return
+    with storage.engine.connect() as conn:
+        conn.exec_driver_sql("PRAGMA journal_mode=WAL")
+
+
+def check_ray_address(address: str | None, timeout_s: float = 5.0) -> None:
+    """Fail fast (seconds, not a hang) when ``--address`` has no Ray cluster listening."""
+    if not address or address in ("auto", "local"):
+        return
+    hostport = address.split("://", 1)[-1]
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        raise UserError(f"--address {address!r}: expected HOST:PORT of a Ray head node "
+                        "(e.g. 127.0.0.1:6379), or ray://HOST:PORT")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+            pass
+    except OSError as e:
+        why = e.strerror or type(e).__name__
+        raise UserError(f"--address {address!r}: no Ray cluster reachable there ({why}); "
+                        "start one with `ray start --head` or check host and port") from None
 
 
 def _space_with_budget(space: SearchSpace, opts: SearchOptions) -> SearchSpace:
@@ -160,39 +246,27 @@ def _hv_reference(objectives: list[Objective], space: SearchSpace, overrides: Ma
     return out
 
 
-def _open_study(opts: SearchOptions, space: SearchSpace, objectives: list[Objective],
-                sampler: optuna.samplers.BaseSampler, data_spec: str, overrides: Mapping[str, Any],
-                hv_ref: Any) -> tuple[optuna.Study, bool]:
-    storage = _storage(opts.storage)
-    name = opts.study or space.name
-    directions = [o.direction for o in objectives]
-    names = [o.name for o in objectives]
-    try:
-        study = optuna.load_study(study_name=name, storage=storage, sampler=sampler)
-    except KeyError:
-        study = None
-    if study is not None:
-        have = study.metric_names or []
-        if have != names or [d.name.lower() for d in study.directions] != directions:
-            raise UserError(
-                f"study {name!r} in {opts.storage} has objectives {have or '(unnamed)'}; "
-                f"--objectives asks for {names}. Use the same objectives to resume, or a new "
-                "--study name")
-        ua = study.user_attrs
-        if ua.get("space_text") not in (None, space.text):
-            raise UserError(f"study {name!r} was created with a different search space "
-                            f"({ua.get('space')}); resuming needs the same space file. Use a "
-                            "new --study name for a new space")
-        if ua.get("rungs") not in (None, space.proxy.rungs()):
-            raise UserError(f"study {name!r} uses rungs {ua.get('rungs')} (epochs); this run "
-                            f"asks for {space.proxy.rungs()}. Use the same --min-budget/"
-                            "--max-budget/--eta to resume, or a new --study name")
-        if ua.get("data") not in (None, data_spec):
-            raise UserError(f"study {name!r} was run on data {ua.get('data')!r}; this run "
-                            f"asks for {data_spec!r}. Use the same --data, or a new --study")
-        return study, False
-    study = optuna.create_study(study_name=name, storage=storage, sampler=sampler,
-                                directions=directions)
+READY_KEY = "nas:ready"
+
+
+def _is_ready(study: optuna.Study) -> bool:
+    """Initialised (attrs, metric names, warm start): by this version, or an older one."""
+    return bool(study._storage.get_study_system_attrs(study._study_id).get(READY_KEY)) or \
+        "reference_params" in study._storage.get_study_user_attrs(study._study_id)
+
+
+def _initialise(study: optuna.Study, opts: SearchOptions, space: SearchSpace,
+                names: list[str], data_spec: str, overrides: Mapping[str, Any],
+                hv_ref: Any) -> None:
+    """Enqueue the warm start, set metric names and study attrs, then mark it ready.
+
+    Idempotent, so a driver that finds a study whose creator crashed half-way finishes
+    the job: warm-start configs already enqueued (by label) are not enqueued again.
+    """
+    have = {t.user_attrs.get("warm_start") for t in study.get_trials(deepcopy=False)}
+    for label, params in warm_start_configs(space, overrides):
+        if label not in have:
+            study.enqueue_trial(params, user_attrs={"warm_start": label})
     with warnings.catch_warnings():  # experimental since optuna 3.2, stable in practice
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study.set_metric_names(names)
@@ -201,22 +275,90 @@ def _open_study(opts: SearchOptions, space: SearchSpace, objectives: list[Object
              "data": data_spec, "rungs": space.proxy.rungs(),
              "full_budget": space.proxy.max_budget, "eta": space.proxy.eta,
              "train_config": base_train.to_dict(), "seed": opts.seed, "sampler": opts.sampler,
-             "limits": parse_limits(opts.limits), "hv_reference": hv_ref(),
-             "reference_params": space.reference_params()}
+             "limits": parse_limits(opts.limits), "hv_reference": hv_ref()}
     for k, v in attrs.items():
         study.set_user_attr(k, v)
-    for label, params in warm_start_configs(space, overrides):
-        study.enqueue_trial(params, user_attrs={"warm_start": label})
-    return study, True
+    # Last: its presence means everything above is there (older versions: see _is_ready).
+    study.set_user_attr("reference_params", space.reference_params())
+    study._storage.set_study_system_attr(study._study_id, READY_KEY, True)
 
 
-def _recover_crashed(study: optuna.Study) -> int:
-    """Trials left RUNNING by a dead driver: FAIL ("driver crashed") and re-queued."""
-    n = 0
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        requeue(study, t, "driver crashed", "crashed")
-        n += 1
-    return n
+def _open_study(opts: SearchOptions, space: SearchSpace, objectives: list[Objective],
+                sampler: optuna.samplers.BaseSampler, data_spec: str, overrides: Mapping[str, Any],
+                hv_ref: Any, ready_timeout_s: float = 120.0
+                ) -> tuple[optuna.Study, bool, DriverRegistry]:
+    """Create or load the study, register this driver in it, and check it matches.
+
+    Two drivers may start at once on one storage: the one whose ``create_study`` loses
+    loads the study and waits until the creator has initialised it (or initialises it
+    itself when the creator died half-way).
+    """
+    storage = _storage(opts.storage)
+    name = opts.study or space.name
+    directions = [o.direction for o in objectives]
+    names = [o.name for o in objectives]
+    created = False
+    try:
+        study = optuna.load_study(study_name=name, storage=storage, sampler=sampler)
+    except KeyError:
+        try:
+            study = optuna.create_study(study_name=name, storage=storage, sampler=sampler,
+                                        directions=directions)
+            created = True
+        except optuna.exceptions.DuplicatedStudyError:
+            study = optuna.load_study(study_name=name, storage=storage, sampler=sampler)
+    if not created and _is_ready(study):
+        _check_matches(study, opts, space, names, directions, data_spec)
+    _enable_wal(storage)
+    registry = DriverRegistry(study)
+    registry.start()
+    if created:
+        faultpoint("after_create")
+        _initialise(study, opts, space, names, data_spec, overrides, hv_ref)
+        return study, True, registry
+    deadline = time.monotonic() + ready_timeout_s
+    while not _is_ready(study):
+        entries = registry.entries()
+        if not any(registry.alive(d, entries) for d in entries if d != registry.id):
+            # Nobody else is initialising it: its creator died half-way. Finish the job.
+            _initialise(study, opts, space, names, data_spec, overrides, hv_ref)
+            break
+        if time.monotonic() > deadline:
+            registry.stop()
+            raise UserError(f"study {name!r} in {opts.storage}: another driver created it "
+                            f"but has not initialised it within {ready_timeout_s:.0f} s")
+        time.sleep(0.2)
+    study = optuna.load_study(study_name=name, storage=storage, sampler=sampler)
+    try:
+        _check_matches(study, opts, space, names, directions, data_spec)
+    except UserError:
+        registry.stop()
+        raise
+    return study, False, registry
+
+
+def _check_matches(study: optuna.Study, opts: SearchOptions, space: SearchSpace,
+                   names: list[str], directions: list[str], data_spec: str) -> None:
+    """A clear error when resuming with other objectives, space, rungs or data."""
+    name = study.study_name
+    have = study.metric_names or []
+    if have != names or [d.name.lower() for d in study.directions] != directions:
+        raise UserError(
+            f"study {name!r} in {opts.storage} has objectives {have or '(unnamed)'}; "
+            f"--objectives asks for {names}. Use the same objectives to resume, or a new "
+            "--study name")
+    ua = study.user_attrs
+    if ua.get("space_text") not in (None, space.text):
+        raise UserError(f"study {name!r} was created with a different search space "
+                        f"({ua.get('space')}); resuming needs the same space file. Use a "
+                        "new --study name for a new space")
+    if ua.get("rungs") not in (None, space.proxy.rungs()):
+        raise UserError(f"study {name!r} uses rungs {ua.get('rungs')} (epochs); this run "
+                        f"asks for {space.proxy.rungs()}. Use the same --min-budget/"
+                        "--max-budget/--eta to resume, or a new --study name")
+    if ua.get("data") not in (None, data_spec):
+        raise UserError(f"study {name!r} was run on data {ua.get('data')!r}; this run "
+                        f"asks for {data_spec!r}. Use the same --data, or a new --study")
 
 
 class _SigintGuard:
@@ -401,18 +543,35 @@ def run_search(opts: SearchOptions, out: TextIO | None = None) -> SearchSummary:
     if n_trials < 1:
         raise UserError(f"--trials must be >= 1, got {n_trials}")
 
+    sampler = make_sampler(opts.sampler, opts.seed)
+    # Checks that need no data, before anything is loaded or written.
+    check_storage(opts.storage)
+    if opts.executor != "local":
+        check_ray_address(opts.ray.address)
+
     cost_fn = import_object(opts.evaluator.costs)
     data = import_object(opts.evaluator.data)(data_spec)
     shapes = data.shapes
     overrides = _data_overrides(shapes)
 
-    sampler = make_sampler(opts.sampler, opts.seed)
-    study, created = _open_study(
+    study, created, registry = _open_study(
         opts, space, objectives, sampler, data_spec, overrides,
         lambda: _hv_reference(objectives, space, overrides, cost_fn, shapes, limits, data))
-    crashed = _recover_crashed(study)
+    try:
+        return _search(opts, study, created, registry, space, objectives, cost_fn, shapes,
+                       overrides, limits, data, data_spec, n_trials, out, t0)
+    finally:
+        registry.stop()
+
+
+def _search(opts: SearchOptions, study: optuna.Study, created: bool,
+            registry: DriverRegistry, space: SearchSpace, objectives: list[Objective],
+            cost_fn: Any, shapes: Any, overrides: Mapping[str, Any],
+            limits: Mapping[str, float], data: Any, data_spec: str, n_trials: int,
+            out: TextIO, t0: float) -> SearchSummary:
     core = AskTellSearcher(study, space, objectives, cost_fn, shapes, overrides, limits,
-                           n_trials, max_skips=opts.max_skips)
+                           n_trials, max_skips=opts.max_skips, registry=registry)
+    crashed = core.recovered
     progress = Progress(study, core, out, opts.quiet)
     core.on_event = progress.update
     if not opts.quiet:
@@ -447,7 +606,9 @@ def run_search(opts: SearchOptions, out: TextIO | None = None) -> SearchSummary:
         progress.close()
     front = pareto_front(study)
     states: dict[str, int] = {}
-    for t in study.get_trials(deepcopy=False):
+    trials = study.get_trials(deepcopy=False)
+    for t in trials:
         states[t.state.name] = states.get(t.state.name, 0) + 1
-    return SearchSummary(study.study_name, opts.storage, core.done, n_trials, states, front,
+    return SearchSummary(study.study_name, opts.storage, records.counted(trials), n_trials,
+                         states, front,
                          study_hypervolume(study, front), interrupted, time.monotonic() - t0)

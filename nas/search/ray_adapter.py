@@ -18,10 +18,12 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import tempfile
 import time
 from contextlib import nullcontext
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any, Callable, ContextManager
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
@@ -111,6 +113,8 @@ class _Searcher(Searcher):
         self.gpus = gpus
         self.guard = guard
         self.numbers: dict[str, int] = {}
+        self.errors: dict[str, str] = {}  # Tune trial id -> why its worker failed
+        self.retries: dict[str, int] = {}  # Tune trial id -> restarts after a worker died
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
         with self.guard():
@@ -131,25 +135,29 @@ class _Searcher(Searcher):
             return
         result = result or {}
         kind = result.get("nas_kind")
+        retries = self.retries.pop(trial_id, 0)
+        extra = {"retries": retries} if retries else None
+        why = self.errors.pop(trial_id, None)
         with self.guard():
             if error or kind is None:
-                self.core.finish(number, error="the Ray worker failed or was lost (see the "
-                                 "Ray logs)", node_id=result.get("nas_node"))
+                self.core.finish(number, error=why or "the Ray worker failed or was lost "
+                                 "(see the Ray logs)", node_id=result.get("nas_node"),
+                                 extra=extra)
             elif kind == "failed":
                 self.core.finish(number, error=result.get("nas_error", "unknown error"),
                                  node_id=result.get("nas_node"),
-                                 wall_s=result.get("nas_wall_s"))
+                                 wall_s=result.get("nas_wall_s"), extra=extra)
             elif kind == "final":
                 gates = json.loads(result.get("nas_gates") or "{}")
                 self.core.finish(number, metrics=_metrics(result),
                                  epochs=result.get("nas_epochs"),
                                  stopped=bool(result.get("nas_stopped")), gates=gates,
                                  node_id=result.get("nas_node"),
-                                 wall_s=result.get("nas_wall_s"))
+                                 wall_s=result.get("nas_wall_s"), extra=extra)
             else:  # stopped by the scheduler after a rung
                 self.core.finish(number, metrics=_metrics(result), stopped=True,
                                  node_id=result.get("nas_node"),
-                                 wall_s=result.get("time_total_s"))
+                                 wall_s=result.get("time_total_s"), extra=extra)
 
     # Tune pickles its config for its own restore feature, which we do not use (the study
     # is the state; resume reads it): pickle to an inert placeholder, never the storage.
@@ -177,7 +185,15 @@ class _Scheduler(FIFOScheduler):
         self.asha = asha
         self.guard = guard
 
+    def on_trial_error(self, tune_controller: Any, trial: Any) -> None:
+        """The trial's worker failed for good (retries used up): keep the reason for the
+        searcher, which Tune calls next (``on_trial_complete(error=True)``)."""
+        self.searcher.errors[trial.trial_id] = _worker_error(trial)
+        self.searcher.retries[trial.trial_id] = max(0, int(trial.num_failures) - 1)
+
     def on_trial_result(self, tune_controller: Any, trial: Any, result: dict[str, Any]) -> str:
+        if trial.num_failures:  # restarted after its worker died: remember for the record
+            self.searcher.retries[trial.trial_id] = int(trial.num_failures)
         if result.get("nas_kind") != "rung":
             return TrialScheduler.CONTINUE
         number = self.searcher.numbers.get(trial.trial_id)
@@ -199,6 +215,29 @@ class _Scheduler(FIFOScheduler):
 
     def __reduce__(self) -> tuple:
         return (_Placeholder, ())
+
+
+def _worker_error(trial: Any) -> str:
+    """A one-line reason for a trial whose worker process failed (from Tune's error file)."""
+    text = ""
+    try:
+        if trial.error_file:
+            text = Path(trial.error_file).read_text(errors="replace")
+    except OSError:
+        pass
+    attempts = int(trial.num_failures) or 1
+    head = (f"the trial's Ray worker process died ({attempts} attempt"
+            f"{'s' if attempts > 1 else ''})")
+    detail = ""
+    m = re.search(r"Worker exit detail: ([^\n]*?)(?: There are some potential| *$)", text,
+                  re.M)
+    if m:
+        detail = m.group(1).strip()
+    else:
+        lines = [ln.strip() for ln in text.splitlines()
+                 if ln.strip() and not ln.startswith("Failure #")]
+        detail = lines[-1] if lines else ""
+    return f"{head}: {detail[:300]}" if detail else head
 
 
 class _Placeholder:

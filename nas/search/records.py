@@ -19,16 +19,22 @@ from typing import Any, Mapping, Sequence
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from nas.search.faults import faultpoint
+
 __all__ = ["LEARN_KEY", "CONSTRAINTS_KEY", "STATUS", "set_attrs", "record_rung",
-           "set_learning", "tell", "trained_config_ids", "counted", "TRAINED_STATUSES"]
+           "set_learning", "tell", "trained_config_ids", "counted", "TRAINED_STATUSES",
+           "RUNNING_STATUS", "claimed", "is_claimed", "write_final", "learning_attrs"]
 
 LEARN_KEY = "nas:learn_values"
 CONSTRAINTS_KEY = "constraints"  # optuna.study._constrained_optimization._CONSTRAINTS_KEY
 STATUS = ("complete", "stopped", "failed", "infeasible", "duplicate", "crashed",
-          "interrupted")
+          "interrupted", "surplus")
 # Trials that consumed training: they count toward --trials and block re-training the
 # same config id. ("crashed"/"interrupted" trials are re-queued, so they do not.)
 TRAINED_STATUSES = ("complete", "stopped", "failed")
+# A trial claimed for training and still RUNNING (see ``AskTellSearcher``): it counts
+# toward --trials and blocks its config id, for every driver of the study.
+RUNNING_STATUS = "running"
 
 
 def _jsonable(v: Any) -> Any:
@@ -72,6 +78,17 @@ def set_learning(study: optuna.Study, trial_id: int, values: Sequence[float] | N
         study._storage.set_trial_system_attr(trial_id, f"{CONSTRAINTS_KEY}:{name}", float(c))
 
 
+def learning_attrs(values: Sequence[float] | None,
+                   constraints: Mapping[str, float] | None) -> dict[str, Any]:
+    """The system attrs ``set_learning`` writes, as a dict (for ``write_final``)."""
+    out: dict[str, Any] = {}
+    if values is not None:
+        out[LEARN_KEY] = [float(v) for v in values]
+    for name, c in (constraints or {}).items():
+        out[f"{CONSTRAINTS_KEY}:{name}"] = float(c)
+    return out
+
+
 def tell(study: optuna.Study, number: int, state: TrialState,
          values: Sequence[float] | None = None) -> None:
     """Finish a trial. ``study.tell`` calls the sampler's ``after_trial`` as it should."""
@@ -86,6 +103,18 @@ def counted(trials: Sequence[FrozenTrial]) -> int:
     return sum(t.user_attrs.get("status") in TRAINED_STATUSES for t in trials)
 
 
+def is_claimed(t: FrozenTrial) -> bool:
+    """Trained, or claimed for training and still running (by any driver)."""
+    status = t.user_attrs.get("status")
+    return status in TRAINED_STATUSES or (status == RUNNING_STATUS
+                                          and t.state == TrialState.RUNNING)
+
+
+def claimed(trials: Sequence[FrozenTrial]) -> int:
+    """Trials that hold a slot of --trials: trained ones plus running claimed ones."""
+    return sum(is_claimed(t) for t in trials)
+
+
 def trained_config_ids(trials: Sequence[FrozenTrial]) -> dict[str, int]:
     """config id -> number of the first trial that trained it."""
     out: dict[str, int] = {}
@@ -94,3 +123,53 @@ def trained_config_ids(trials: Sequence[FrozenTrial]) -> dict[str, int]:
         if cid and t.user_attrs.get("status") in TRAINED_STATUSES and cid not in out:
             out[cid] = t.number
     return out
+
+
+def write_final(study: optuna.Study, trial_id: int, state: TrialState,
+                values: Sequence[float] | None = None,
+                attrs: Mapping[str, Any] | None = None,
+                system_attrs: Mapping[str, Any] | None = None) -> None:
+    """Finish a trial: its user attrs, system attrs, values and state in ONE transaction.
+
+    A crash anywhere before the commit leaves the trial RUNNING without any of these
+    writes (the next driver recovers and re-queues it); a crash after it leaves the full
+    record. Never a COMPLETE trial without its attributes. Uses the RDB storage's own
+    ``*_without_commit`` helpers inside one session (the same ones its public methods
+    use); other storages get the ordered fallback: attributes first, state last, so a
+    crash in between still leaves a RUNNING trial. The sampler's ``after_trial`` is called
+    first, as ``Study.tell`` does.
+    """
+    attrs = {k: _jsonable(v) for k, v in (attrs or {}).items()}
+    system_attrs = {k: _jsonable(v) for k, v in (system_attrs or {}).items()}
+    vals = None if values is None else [float(v) for v in values]
+    frozen = study._storage.get_trial(trial_id)
+    study.sampler.after_trial(study, frozen, state, vals)
+    backend = getattr(study._storage, "_backend", study._storage)
+    if isinstance(backend, optuna.storages.RDBStorage) and hasattr(
+            backend, "_set_trial_attr_without_commit"):
+        from datetime import datetime
+
+        from optuna.storages._rdb import models
+        from optuna.storages._rdb.storage import _create_scoped_session
+
+        with _create_scoped_session(backend.scoped_session) as session:
+            row = models.TrialModel.find_or_raise_by_id(trial_id, session, for_update=True)
+            backend.check_trial_is_updatable(trial_id, row.state)
+            for k, v in attrs.items():
+                backend._set_trial_attr_without_commit(
+                    session, models.TrialUserAttributeModel, trial_id, k, v)
+            for k, v in system_attrs.items():
+                backend._set_trial_attr_without_commit(
+                    session, models.TrialSystemAttributeModel, trial_id, k, v)
+            faultpoint("mid_record")  # test hook: a crash here must roll everything back
+            for i, v in enumerate(vals or []):
+                backend._set_trial_value_without_commit(session, row, i, v)
+            row.state = state
+            row.datetime_complete = datetime.now()
+        return
+    for k, v in attrs.items():
+        study._storage.set_trial_user_attr(trial_id, k, v)
+    for k, v in system_attrs.items():
+        study._storage.set_trial_system_attr(trial_id, k, v)
+    faultpoint("mid_record")
+    study._storage.set_trial_state_values(trial_id, state, vals)

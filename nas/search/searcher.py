@@ -37,6 +37,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from nas.errors import UserError
 from nas.search import records
+from nas.search.faults import faultpoint
+from nas.search.liveness import DriverRegistry
 from nas.search.objectives import Objective
 from nas.search.space import InvalidCombination, SearchSpace
 
@@ -168,13 +170,28 @@ class AskTellSearcher:
     configurations that are invalid, over a cost limit, or already trained in the study
     are recorded (FAIL with status infeasible/duplicate) and skipped without training,
     and do not count toward ``--trials``. ``on_rung`` and ``finish`` record results.
+
+    Several drivers may search one study at once, so the counts and the dedupe are read
+    from the storage, not kept in memory. A sampled configuration is *claimed* by writing
+    ``status=running`` on its trial, and only then are the other trials read: a claimed
+    trial that sees another trained-or-claimed trial with its config id yields
+    (``duplicate``), and one that sees more than ``--trials`` trained-or-claimed trials
+    yields (``surplus``: FAIL, not counted; an enqueued configuration is re-enqueued).
+    Since every driver writes its claim before it reads, of two racing claims at least
+    one sees the other: the total never exceeds ``--trials`` and no configuration is
+    trained twice (at worst both yield and ask again).
+
+    Every trial this driver asks is stamped with its id (``liveness``); trials left
+    RUNNING by a dead driver are recovered (FAIL ``driver crashed``, re-queued) before
+    each ask.
     """
 
     def __init__(self, study: optuna.Study, space: SearchSpace,
                  objectives: Sequence[Objective], cost_fn: Callable[..., dict[str, float]],
                  shapes: Any, overrides: Mapping[str, Any], limits: Mapping[str, float],
                  n_trials: int, max_skips: int = 100,
-                 on_event: Callable[[], None] | None = None) -> None:
+                 on_event: Callable[[], None] | None = None,
+                 registry: DriverRegistry | None = None) -> None:
         self.study = study
         self.space = space
         self.objectives = list(objectives)
@@ -185,26 +202,52 @@ class AskTellSearcher:
         self.n_trials = n_trials
         self.max_skips = max_skips
         self.on_event = on_event or (lambda: None)
+        self.registry = registry
         self.rungs = space.proxy.rungs()
         self.in_flight: dict[int, TrialSpec] = {}
         self.rung_metrics: dict[int, dict[str, float]] = {}
-        trials = study.get_trials(deepcopy=False)
-        self.trained = records.trained_config_ids(trials)
-        self.done = records.counted(trials)
+        self.done = 0  # trained trials in the study (all drivers), as of the last refresh
+        self.others = 0  # trials claimed and running under other drivers
+        self.recovered = 0  # orphaned trials this searcher recovered
         self._cost_cache: dict[str, dict[str, float]] = {}
         self.measure_latency = any(o.name == "latency_ms" for o in self.objectives) or \
             "latency_ms" in self.limits
+        self.refresh()
+
+    # ------------------------------------------------------------------ counting
+    def refresh(self) -> list[FrozenTrial]:
+        """Recover orphaned trials, then re-read the counts from the storage."""
+        trials = self.study.get_trials(deepcopy=False)
+        if self.registry is not None:
+            mine = {s.trial_id for s in self.in_flight.values()}
+            orphans = [t for t in self.registry.orphaned(trials) if t._trial_id not in mine]
+            for t in orphans:
+                requeue(self.study, t, "driver crashed", "crashed")
+            if orphans:
+                self.recovered += len(orphans)
+                trials = self.study.get_trials(deepcopy=False)
+        self._count(trials)
+        return trials
+
+    def _count(self, trials: Sequence[FrozenTrial]) -> None:
+        mine = set(self.in_flight)
+        self.done = records.counted(trials)
+        self.others = sum(t.number not in mine and t.state == TrialState.RUNNING
+                          and records.is_claimed(t) for t in trials)
 
     # ------------------------------------------------------------------ asking
     @property
     def remaining(self) -> int:
-        """Trials still to start so that done + running reaches --trials."""
-        return max(0, self.n_trials - self.done - len(self.in_flight))
+        """Trials still to start so that done + running (all drivers) reaches --trials."""
+        return max(0, self.n_trials - self.done - len(self.in_flight) - self.others)
 
     def next(self) -> TrialSpec | None:
         """The next trial to train, or None when enough trials are done or running."""
         skips = 0
-        while self.remaining > 0:
+        while True:
+            self.refresh()
+            if self.remaining <= 0:
+                return None
             spec = self._ask_one()
             if spec is not None:
                 return spec
@@ -214,15 +257,22 @@ class AskTellSearcher:
                     f"{skips} proposals in a row were infeasible or already trained; the "
                     f"space may be exhausted ({self.done} trials trained). Lower --trials, "
                     "widen the space or relax --max.")
-        return None
 
     def _suggest(self, trial: optuna.Trial) -> Callable[[str, Any], Any]:
+        first = [True]
+
         def suggest(name: str, dist: Any) -> Any:
             if isinstance(dist, CategoricalDistribution):
-                return trial.suggest_categorical(name, dist.choices)
-            if isinstance(dist, IntDistribution):
-                return trial.suggest_int(name, dist.low, dist.high, step=dist.step, log=dist.log)
-            return trial.suggest_float(name, dist.low, dist.high, step=dist.step, log=dist.log)
+                v = trial.suggest_categorical(name, dist.choices)
+            elif isinstance(dist, IntDistribution):
+                v = trial.suggest_int(name, dist.low, dist.high, step=dist.step, log=dist.log)
+            else:
+                v = trial.suggest_float(name, dist.low, dist.high, step=dist.step,
+                                        log=dist.log)
+            if first[0]:
+                first[0] = False
+                faultpoint("mid_sample")  # test hook: some params written, not all
+            return v
         return suggest
 
     def _costs(self, fusion: Any) -> dict[str, float]:
@@ -233,15 +283,19 @@ class AskTellSearcher:
         return self._cost_cache[cid]
 
     def _ask_one(self) -> TrialSpec | None:
+        faultpoint("before_ask")
         trial = self.study.ask()
         tid = trial._trial_id
+        faultpoint("after_ask")
+        if self.registry is not None:
+            self.registry.stamp(tid)
         try:
             params, fusion, train = self.space.suggest(self._suggest(trial), self.overrides)
         except InvalidCombination as e:
             # Teach it as infeasible (a violated constraint) when constraints are on.
-            records.set_attrs(self.study, tid, status="infeasible", fail_reason=str(e),
-                              budget=0.0, full_budget=False)
-            self._tell_infeasible(trial, None, {k: 1.0 for k in self.limits})
+            self._tell_infeasible(trial, None, {k: 1.0 for k in self.limits},
+                                  {"status": "infeasible", "fail_reason": str(e),
+                                   "budget": 0.0, "full_budget": False})
             return None
         cid = config_key(fusion, train)
         costs = self._costs(fusion)
@@ -255,18 +309,35 @@ class AskTellSearcher:
         if any(v > 0 for v in violations.values()):
             why = "; ".join(f"{k} {costs.get(k, math.nan):.4g} > limit {self.limits[k]:g}"
                             for k, v in violations.items() if v > 0)
-            records.set_attrs(self.study, tid, status="infeasible",
-                              fail_reason=f"over cost limit: {why}")
-            self._tell_infeasible(trial, costs, violations)
+            self._tell_infeasible(trial, costs, violations,
+                                  {"status": "infeasible",
+                                   "fail_reason": f"over cost limit: {why}"})
             return None
-        running = {s.config_id: s.number for s in self.in_flight.values()}
-        dup_of = self.trained.get(cid, running.get(cid))
+        # Claim, then look (see the class docstring for why this order).
+        records.set_attrs(self.study, tid, status=records.RUNNING_STATUS)
+        faultpoint("after_claim")
+        trials = self.study.get_trials(deepcopy=False)
+        dup_of = min((t.number for t in trials if t.number != trial.number
+                      and t.user_attrs.get("config_id") == cid and records.is_claimed(t)),
+                     default=None)
         if dup_of is not None:
             # Not trained again. Recorded as FAIL/duplicate pointing at the original (whose
             # results stand); not shown to the sampler (no learning values), not counted.
-            records.set_attrs(self.study, tid, status="duplicate", duplicate_of=dup_of,
-                              fail_reason=f"same configuration as trial {dup_of}")
-            records.tell(self.study, trial.number, TrialState.FAIL)
+            records.write_final(self.study, tid, TrialState.FAIL, attrs={
+                "status": "duplicate", "duplicate_of": dup_of,
+                "fail_reason": f"same configuration as trial {dup_of}"})
+            self.on_event()
+            return None
+        if records.claimed(trials) > self.n_trials:
+            # Another driver took the last slot at the same time: yield it. An enqueued
+            # configuration (warm start, re-queued crash) goes back into the queue.
+            frozen = self.study._storage.get_trial(tid)
+            if "fixed_params" in frozen.system_attrs:
+                _enqueue_again(self.study, frozen)
+            records.write_final(self.study, tid, TrialState.FAIL, attrs={
+                "status": "surplus",
+                "fail_reason": f"--trials {self.n_trials} reached by other drivers"})
+            self._count(self.study.get_trials(deepcopy=False))
             self.on_event()
             return None
         if self.limits:
@@ -283,16 +354,18 @@ class AskTellSearcher:
                 if o.known_before_training]
 
     def _tell_infeasible(self, trial: optuna.Trial, costs: Mapping[str, float] | None,
-                         violations: Mapping[str, float]) -> None:
+                         violations: Mapping[str, float], attrs: Mapping[str, Any]) -> None:
         """FAIL without training. With cost limits, the sampler sees it as an infeasible
         point (worst quality seen, exact costs, positive constraints); without limits
         (an impossible combination in a space without --max) it is simply ignored, since
         constraint values must exist on every trial or none."""
+        system: dict[str, Any] = {}
         if self.limits:
             learn = [self._worst(o) if not o.known_before_training or costs is None
                      or o.key not in costs else o.value(None, costs) for o in self.objectives]
-            records.set_learning(self.study, trial._trial_id, learn, violations)
-        records.tell(self.study, trial.number, TrialState.FAIL)
+            system = records.learning_attrs(learn, violations)
+        records.write_final(self.study, trial._trial_id, TrialState.FAIL, attrs=attrs,
+                            system_attrs=system)
         self.on_event()
 
     def _worst(self, o: Objective) -> float:
@@ -315,6 +388,7 @@ class AskTellSearcher:
         if spec is None:
             return
         records.record_rung(self.study, spec.trial_id, rung, metrics.get("recall", math.nan))
+        faultpoint("after_report")
         self.rung_metrics[number] = dict(metrics)
         records.set_attrs(self.study, spec.trial_id, budget=float(metrics.get(
             "epochs", self.rungs[rung])), metrics=dict(metrics))
@@ -323,59 +397,60 @@ class AskTellSearcher:
     def finish(self, number: int, *, metrics: Mapping[str, float] | None = None,
                epochs: float | None = None, stopped: bool = False,
                gates: Mapping[str, Any] | None = None, error: str | None = None,
-               node_id: str | None = None, wall_s: float | None = None) -> TrialState:
+               node_id: str | None = None, wall_s: float | None = None,
+               extra: Mapping[str, Any] | None = None) -> TrialState:
         """Tell the final state of a trained trial and return it.
 
         Full budget -> COMPLETE with objective values; stopped early -> PRUNED with its
-        rung values kept for the sampler; an error -> FAIL with the reason.
+        rung values kept for the sampler; an error -> FAIL with the reason. The record
+        (attributes, learning values, state) is written in one transaction.
         """
-        spec = self.in_flight.pop(number, None)
+        spec = self.in_flight.get(number)
         if spec is None:
             return TrialState.FAIL
         tid = spec.trial_id
         metrics = dict(metrics or self.rung_metrics.get(number) or {})
-        self.rung_metrics.pop(number, None)
         budget = float(epochs if epochs is not None else metrics.get("epochs", 0.0) or 0.0)
         full = error is None and not stopped and budget >= self.rungs[-1] - 1e-6
-        attrs: dict[str, Any] = {"budget": budget, "full_budget": full}
+        attrs: dict[str, Any] = {"budget": budget, "full_budget": full, **(extra or {})}
         if node_id:
             attrs["node_id"] = node_id
         if wall_s is not None:
             attrs["wall_s"] = float(wall_s)
         if metrics:
             attrs["metrics"] = metrics
-        self.trained[spec.config_id] = number
-        self.done += 1
-        if error is not None:
-            records.set_attrs(self.study, tid, status="failed", fail_reason=error, **attrs)
-            records.tell(self.study, number, TrialState.FAIL)
-            state = TrialState.FAIL
-        else:
+        system: dict[str, Any] = {}
+        values: list[float] | None = None
+        if error is None:
             try:
-                values = [o.value(metrics, spec.costs) for o in self.objectives]
+                vals = [o.value(metrics, spec.costs) for o in self.objectives]
             except KeyError as e:
-                records.set_attrs(self.study, tid, status="failed",
-                                  fail_reason=f"result lacks a value: {e}", **attrs)
-                records.tell(self.study, number, TrialState.FAIL)
-                self.on_event()
-                return TrialState.FAIL
-            bad = [o.name for o, v in zip(self.objectives, values) if not math.isfinite(v)]
-            if bad:
-                records.set_attrs(self.study, tid, status="failed",
-                                  fail_reason=f"non-finite objective(s) {bad}", **attrs)
-                records.tell(self.study, number, TrialState.FAIL)
-                state = TrialState.FAIL
-            elif full:
-                if gates is not None:
-                    attrs["gates"] = gates
-                records.set_attrs(self.study, tid, status="complete", **attrs)
-                records.tell(self.study, number, TrialState.COMPLETE, values)
-                state = TrialState.COMPLETE
+                error = f"result lacks a value: {e}"
             else:
-                records.set_attrs(self.study, tid, status="stopped", **attrs)
-                records.set_learning(self.study, tid, values, None)
-                records.tell(self.study, number, TrialState.PRUNED)
-                state = TrialState.PRUNED
+                bad = [o.name for o, v in zip(self.objectives, vals) if not math.isfinite(v)]
+                if bad:
+                    error = f"non-finite objective(s) {bad}"
+                elif full:
+                    if gates is not None:
+                        attrs["gates"] = gates
+                    values = vals
+                else:
+                    system = records.learning_attrs(vals, None)
+        if error is not None:
+            state = TrialState.FAIL
+            attrs.update(status="failed", fail_reason=error, full_budget=False)
+        elif values is not None:
+            state = TrialState.COMPLETE
+            attrs["status"] = "complete"
+        else:
+            state = TrialState.PRUNED
+            attrs["status"] = "stopped"
+        records.write_final(self.study, tid, state, values=values, attrs=attrs,
+                            system_attrs=system)
+        faultpoint("after_tell")
+        self.in_flight.pop(number, None)
+        self.rung_metrics.pop(number, None)
+        self.done += 1
         self.on_event()
         return state
 
@@ -388,10 +463,49 @@ class AskTellSearcher:
         return numbers
 
 
+def _requeue_params(t: FrozenTrial) -> dict[str, Any] | None:
+    """The parameters to train again for an unfinished trial, or None (nothing to redo).
+
+    An enqueued trial keeps its full parameters in ``fixed_params``; a sampled one has
+    complete ``params`` once its config id (or any status) is written. A sampled trial
+    killed before that (mid-sampling) trained nothing and its partial parameters mean
+    nothing.
+    """
+    if "fixed_params" in t.system_attrs:
+        return dict(t.system_attrs["fixed_params"])
+    if t.user_attrs.get("config_id") or t.user_attrs.get("status"):
+        return dict(t.params)
+    return None
+
+
+def _enqueue_again(study: optuna.Study, t: FrozenTrial) -> bool:
+    """Enqueue ``t``'s parameters once (idempotent: a crash-and-retry re-queues once)."""
+    params = _requeue_params(t)
+    if params is None:
+        return False
+    if any(x.user_attrs.get("requeued_from") == t.number
+           for x in study.get_trials(deepcopy=False)):
+        return True
+    attrs: dict[str, Any] = {"requeued_from": t.number}
+    if "warm_start" in t.user_attrs:
+        attrs["warm_start"] = t.user_attrs["warm_start"]
+    study.enqueue_trial(params, user_attrs=attrs)
+    return True
+
+
 def requeue(study: optuna.Study, t: FrozenTrial, reason: str, status: str) -> None:
-    """Mark a trial FAIL with ``reason`` and enqueue the same parameters again."""
-    study._storage.set_trial_user_attr(t._trial_id, "status", status)
-    study._storage.set_trial_user_attr(t._trial_id, "fail_reason", reason)
+    """Enqueue the trial's configuration again, then mark the trial FAIL with ``reason``.
+
+    In this order so that a crash in between leaves the trial RUNNING (recovered again
+    next time; the enqueue is idempotent), never a FAIL trial whose configuration was
+    not re-queued.
+    """
+    requeued = _enqueue_again(study, t)
+    faultpoint("during_requeue")
+    if not requeued:
+        reason = f"{reason} (before its configuration was sampled; nothing to re-queue)"
+    attrs = {"status": status, "fail_reason": reason}
     if t.state == TrialState.RUNNING:
-        study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
-    study.enqueue_trial(dict(t.params), user_attrs={"requeued_from": t.number})
+        records.write_final(study, t._trial_id, TrialState.FAIL, attrs=attrs)
+    else:
+        records.set_attrs(study, t._trial_id, **attrs)

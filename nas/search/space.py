@@ -24,6 +24,10 @@ categorical) or ``type: int|float`` with ``low``/``high`` (and optional ``log``,
 dimension took one of the listed values; otherwise the field keeps its base value (and the
 trial has no parameter of that name, which is how Optuna represents conditional spaces).
 
+Canonical configs. Fields that cannot change a config's model or scores are reset so
+equivalent trials share a config id: ``rerank_k`` is 0 for text-agnostic configs (it only
+applies to text-conditioned scoring).
+
 Invalid combinations. Every single choice is validated when the file is loaded (by
 building the configs). Combinations of values can still be impossible (heads that do not
 divide width); ``suggest`` then raises :class:`InvalidCombination`, and the driver records
@@ -189,9 +193,15 @@ class SearchSpace:
         # The proxy budget is the full budget of every trial of this space.
         train["epochs"] = float(self.proxy.max_budget)
         try:
-            return (FusionConfig.from_dict(fusion), TrainConfig.from_dict(train))
+            f, t = FusionConfig.from_dict(fusion), TrainConfig.from_dict(train)
         except ConfigError as e:
             raise InvalidCombination(str(e)) from None
+        # rerank_k only matters when scoring fuses each clip with the text; for a
+        # text-agnostic config every value is the same model and the same scores.
+        # Canonicalise it so such trials share one config id (and are not trained twice).
+        if f.rerank_k != 0 and not f.text_conditioned:
+            f = f.replace(rerank_k=0)
+        return f, t
 
     def suggest(self, suggest: Callable[[str, Any], Any],
                 overrides: Mapping[str, Any] | None = None,

@@ -11,19 +11,35 @@ tested (and demonstrated) without training anything. Plug them in with
   with epochs towards a ceiling that grows with the model size, plus a per-config offset
   from its id; ``train.lr >= 0.5`` raises ``TrainingFailed`` (to test failures).
   ``NAS_FAKE_SLEEP`` (seconds per rung) slows it down for interruption tests.
+
+Injected worker faults (for the reliability tests). They travel in the data spec, the one
+string that reaches every worker unchanged (environment variables set in a test would
+not reach an already running Ray): ``"synthetic|KIND:FIELD=VALUE|..."`` applies KIND to
+every trial whose FusionConfig/TrainConfig field FIELD prints as VALUE, right after its
+first rung is reported:
+
+- ``exit``       ``os._exit(3)``: the worker process dies
+- ``kill``       SIGKILL to itself: the worker process dies
+- ``raise``      raises RuntimeError
+- ``nan``        every metric is NaN (from the first rung)
+- ``exit_once``  ``exit`` on the first attempt of each configuration only (a marker file
+                 in the folder given as ``exit_once:FIELD=VALUE@DIR``); a retry succeeds
+- ``forbid``     ``forbid:PATH`` raises if this worker process has PATH open or sees it in
+                 its environment (checks that only the driver touches the study storage)
 """
 
 from __future__ import annotations
 
 import math
 import os
+import signal
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 from nas.errors import TrainingFailed
 
-__all__ = ["FakeData", "FakeResult", "FakeShapes", "fake_estimate_costs", "fake_load_data",
+__all__ = ["Fault", "parse_faults", "FakeData", "FakeResult", "FakeShapes", "fake_estimate_costs", "fake_load_data",
            "fake_train_proxy", "fake_quality"]
 
 
@@ -45,15 +61,92 @@ class _FakeSplit:
     n_texts: int
 
 
+@dataclass(frozen=True)
+class Fault:
+    """One injected fault: ``kind`` on trials whose ``field`` prints as ``value``."""
+
+    kind: str
+    field: str = ""
+    value: str = ""
+    where: str = ""  # exit_once: marker folder; forbid: the path
+
+    def applies(self, fusion: Any, train: Any) -> bool:
+        if self.kind == "forbid":
+            return True
+        for cfg in (fusion, train):
+            if hasattr(cfg, self.field):
+                v = getattr(cfg, self.field)
+                return _fmt(v) == self.value
+        return False
+
+
+FAULT_KINDS = ("exit", "kill", "raise", "nan", "exit_once", "forbid")
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def parse_faults(spec: str) -> tuple[str, tuple[Fault, ...]]:
+    """``"name|kind:field=value|..."`` -> (name, faults); see the module docstring."""
+    name, *rules = spec.split("|")
+    out = []
+    for r in rules:
+        kind, _, rest = r.partition(":")
+        if kind not in FAULT_KINDS:
+            raise ValueError(f"fake data spec {spec!r}: unknown fault {kind!r}; choose from "
+                             f"{', '.join(FAULT_KINDS)}")
+        if kind == "forbid":
+            out.append(Fault(kind, where=rest))
+            continue
+        sel, _, where = rest.partition("@")
+        field, _, value = sel.partition("=")
+        out.append(Fault(kind, field, value, where))
+    return name, tuple(out)
+
+
+def _trigger(f: Fault, fusion: Any) -> None:
+    """Carry out a worker-process fault (exit, kill, raise, exit_once, forbid)."""
+    if f.kind == "exit":
+        os._exit(3)
+    if f.kind == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    if f.kind == "raise":
+        raise RuntimeError(f"injected fault: {f.field}={f.value}")
+    if f.kind == "exit_once":
+        marker = os.path.join(f.where, f"attempted-{fusion.config_id}")
+        try:
+            fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            return  # the retry: succeed
+        os.close(fd)
+        os._exit(3)
+    if f.kind == "forbid":
+        path = os.path.realpath(f.where)
+        fds = "/proc/self/fd"
+        for fd in os.listdir(fds):
+            try:
+                target = os.readlink(os.path.join(fds, fd))
+            except OSError:
+                continue
+            if target.startswith(path):
+                raise RuntimeError(f"worker {os.getpid()} has the study storage open: {target}")
+        if any(f.where in v or path in v for v in os.environ.values()):
+            raise RuntimeError(f"worker {os.getpid()} sees the study storage in its env")
+
+
 @dataclass
 class FakeData:
-    """Stands in for ``RetrievalData``: name, shapes, and split sizes."""
+    """Stands in for ``RetrievalData``: name, shapes, and split sizes (+ injected faults)."""
 
     name: str
     shapes: FakeShapes
     train: _FakeSplit
     val: _FakeSplit
     test: _FakeSplit | None = None
+    faults: tuple[Fault, ...] = ()
 
 
 @dataclass
@@ -70,8 +163,11 @@ class FakeResult:
 
 
 def fake_load_data(spec: str) -> FakeData:
-    """A fake data set; ``spec`` is recorded as its name (no files are read)."""
-    return FakeData(spec, FakeShapes(), _FakeSplit(64, 128), _FakeSplit(32, 64))
+    """A fake data set; ``spec`` is recorded as its name (no files are read). Fault rules
+    after ``|`` are parsed (see the module docstring)."""
+    _, faults = parse_faults(spec)
+    return FakeData(spec, FakeShapes(), _FakeSplit(64, 128), _FakeSplit(32, 64),
+                    faults=faults)
 
 
 def fake_estimate_costs(cfg: Any, shapes: Any = None, gallery: int = 1000,
@@ -108,6 +204,9 @@ def fake_train_proxy(fusion: Any, train: Any, data: Any, rungs: Sequence[float] 
     rungs = list(rungs or [train.epochs])
     sleep = float(os.environ.get("NAS_FAKE_SLEEP", "0") or 0)
     ceiling = fake_quality(fusion, train)
+    faults = [f for f in getattr(data, "faults", ()) if f.applies(fusion, train)]
+    if any(f.kind == "nan" for f in faults):
+        ceiling = math.nan
     history: list[dict] = []
     stopped = False
     metrics: dict[str, float] = {}
@@ -117,13 +216,17 @@ def fake_train_proxy(fusion: Any, train: Any, data: Any, rungs: Sequence[float] 
                                  f"(lr {train.lr:g} too high)")
         if sleep:
             time.sleep(sleep)
-        recall = min(300.0, ceiling * (1.0 - math.exp(-e)))
+        recall = min(300.0, ceiling * (1.0 - math.exp(-e))) if ceiling == ceiling else math.nan
         metrics = {"recall": recall, "v2t_recall": 0.9 * recall,
                    "t2v_r1": recall / 6, "t2v_r5": recall / 3, "t2v_r10": recall / 2,
                    "t2v_mdr": max(1.0, 20.0 - recall / 10), "t2v_mnr": max(1.0, 40.0 - recall / 5),
                    "epochs": float(e), "wall_s": time.perf_counter() - t0}
         history.append(dict(metrics))
-        if report is not None and report(i, dict(metrics)) and i < len(rungs) - 1:
+        stop = report is not None and report(i, dict(metrics))
+        if i == 0:
+            for f in faults:
+                _trigger(f, fusion)
+        if stop and i < len(rungs) - 1:
             stopped = True
             break
     gates = {"layer0/attn": {"mean": 0.1, "std": 0.05, "saturation": 0.0, "kind": "tanh"},
