@@ -9,8 +9,10 @@
    computed by a Python loop over the B x B (text, clip) pairs, one fused pass per pair
    (clip-side work — projections, resampler — is batched once per clip in both, so the
    ratio measures the pair fusion and the attention kernels, not a strawman).
-2. Wall time and peak memory (maxrss, and tracemalloc for Python-side allocations) of one
-   default proxy trial: the default synthetic data, the default search rungs.
+2. Wall time and peak memory (maxrss, and tracemalloc for Python/numpy allocations) of one
+   default proxy trial: what the default `nas search` trains (the gated_fusion space's
+   data, base config and rungs); ``--data synthetic`` for the default synthetic set.
+   Run ``--part proxy`` on its own for a clean maxrss.
 """
 
 from __future__ import annotations
@@ -99,6 +101,7 @@ class NaiveModel(nn.Module):
                                      nn.Linear(cfg.text_dim, d))
         self.pos = nn.Parameter(torch.zeros(cfg.max_frames, d))
         self.queries = nn.Parameter(torch.randn(cfg.resampler_queries, d) * 0.02)
+        self.qpos = nn.Parameter(torch.zeros(cfg.resampler_queries, d))
         self.res = nn.ModuleList(NaiveResamplerLayer(d, h) for _ in range(cfg.resampler_layers))
         self.blocks = nn.ModuleList(NaiveBlock(d, h) for _ in range(cfg.layers))
         self.logit_scale = nn.Parameter(torch.tensor(math.log(cfg.logit_scale_init)))
@@ -106,7 +109,7 @@ class NaiveModel(nn.Module):
     def encode_clips(self, clips):
         x0 = self.pv(clips.video) + self.pos[: clips.video.shape[1]]
         a = self.pa(clips.audio)
-        q = self.queries.unsqueeze(0).expand(a.shape[0], -1, -1)
+        q = (self.queries + self.qpos).unsqueeze(0).expand(a.shape[0], -1, -1)
         for layer in self.res:
             q = layer(q, a, clips.audio_mask)
         return x0, q
@@ -199,34 +202,48 @@ def bench_throughput(steps: int, batch: int) -> None:
           f"loop) {n:8.2f} clips/s   ratio {r / n:.1f}x")
 
 
-def bench_proxy() -> None:
+def bench_proxy(data_spec: str | None = None) -> None:
+    """One trial as the default `nas search` runs it: the gated_fusion space's data, base
+    config (the reference gating at the base sizes) and rungs (min 1, max 4, eta 2)."""
     from nas.data import load_data
+    from nas.search.space import load_space
     from nas.train import train_proxy
 
-    try:
-        from nas.search.scheduler import DEFAULT_RUNGS as rungs  # type: ignore[attr-defined]
-    except Exception:  # the search may not define it: the default of `nas search`
-        rungs = None
-    data = load_data("synthetic")
-    train = TrainConfig(epochs=float(rungs[-1]) if rungs else 3.0)
-    fusion = FusionConfig(width=128, layers=2, heads=4, resampler_queries=8)
+    space = load_space("gated_fusion")
+    rungs = space.proxy.rungs()
+    spec = data_spec or space.data or "synthetic"
+    fusion = FusionConfig.from_dict(space.base_fusion)
+    train = TrainConfig.from_dict({**space.base_train, "epochs": rungs[-1]})
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    data = load_data(spec)
     gc.collect()
     tracemalloc.start()
-    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t0 = time.perf_counter()
-    res = train_proxy(fusion, train, data, rungs=rungs, measure_latency=True)
+    res = train_proxy(fusion, train, data, rungs=rungs,
+                      report=lambda i, m: print(f"  rung {i}: {m['epochs']:.1f} epochs, recall "
+                                                f"{m['recall']:.1f}, {m['wall_s']:.1f} s"))
     wall = time.perf_counter() - t0
     _, peak_py = tracemalloc.get_traced_memory()
     tracemalloc.stop()
+    t1 = time.perf_counter()
+    lat = estimate_costs_latency(fusion, data)
     rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(f"proxy trial: reference config width 128 x 2 layers on {data.name} "
-          f"({data.train.n_clips} train / {data.val.n_clips} val clips), rungs "
-          f"{rungs or [train.epochs]} epochs, threads {torch.get_num_threads()}")
-    print(f"  wall {wall:.1f} s   peak RSS {rss1 / 1024:.0f} MiB (before: {rss0 / 1024:.0f} MiB)   "
-          f"tracemalloc peak {peak_py / 2**20:.1f} MiB")
+    print(f"proxy trial: base config {space.base_fusion} on {spec} ({data.train.n_clips} train / "
+          f"{data.val.n_clips} val clips), rungs {rungs} epochs, batch {train.batch_size}, "
+          f"threads {train.num_threads or torch.get_num_threads()}")
+    print(f"  wall {wall:.2f} s (training + 3 val evaluations + costs)   peak RSS "
+          f"{rss1 / 1024:.0f} MiB (after imports: {rss0 / 1024:.0f} MiB)   tracemalloc peak "
+          f"(Python/numpy allocations only) {peak_py / 2**20:.1f} MiB")
     print(f"  val recall {res.metrics['recall']:.1f} (t2v R@1 {res.metrics['t2v_r1']:.1f})   "
-          f"query_gflops {res.costs['query_gflops']:.3f}   index_gflops "
-          f"{res.costs['index_gflops']:.4f}   latency {res.costs.get('latency_ms', float('nan')):.1f} ms")
+          f"query_gflops {res.costs['query_gflops']:.4f}   index_gflops "
+          f"{res.costs['index_gflops']:.5f}   latency at G=1000 {lat:.1f} ms "
+          f"(measured separately, {time.perf_counter() - t1:.1f} s)")
+
+
+def estimate_costs_latency(fusion: FusionConfig, data) -> float:
+    from nas.cost import estimate_costs
+
+    return estimate_costs(fusion, data.shapes, measure_latency=True)["latency_ms"]
 
 
 def main() -> None:
@@ -235,13 +252,14 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--data", default=None, help="data spec of the proxy trial (default: the space's)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.part in ("throughput", "all"):
         bench_throughput(args.steps, args.batch)
     if args.part in ("proxy", "all"):
-        bench_proxy()
+        bench_proxy(args.data)
 
 
 if __name__ == "__main__":
