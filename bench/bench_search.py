@@ -288,6 +288,45 @@ def hv_table(curves: dict[str, list[list[dict]]], fractions: tuple[float, ...] =
     return "\n".join(lines) + "\n(runs that had ended keep their final hypervolume)"
 
 
+def rung_breakdown(runs: list[dict]) -> str:
+    """How many trials stopped at each budget (all seeds), and the median trial seconds."""
+    import statistics
+
+    by: dict[float, list[float]] = {}
+    for r in runs:
+        for t in r["trials"]:
+            by.setdefault(round(t["epochs"], 6), []).append(t["wall_s"])
+    n = sum(len(v) for v in by.values())
+    passed = n
+    parts = []
+    for e in sorted(by):
+        k = len(by[e])
+        parts.append(f"{k} ended at {e:g} epochs ({k / n:.0%}, median {statistics.median(by[e]):.2f}"
+                     f" s/trial; {passed} had reached it)")
+        passed -= k
+    return "; ".join(parts)
+
+
+def summarize(path: str) -> None:
+    """Print the figures of a finished run again from its JSON (no training)."""
+    import json
+
+    with open(path) as f:
+        res = json.load(f)
+    print(f"{path}: space {res['space']}, data {res['data']}, {res['seeds']} seeds, "
+          f"started {res['machine']['date']}")
+    for m, v in res["methods"].items():
+        print(f"{v['label']}\n   final hv {fmt_summary(v['final_hv'], '.4g')}\n   compute s "
+              f"{fmt_summary(v['compute_s'], '.1f')}\n   epoch-equivalents "
+              f"{fmt_summary(v['epochs'], '.1f')}\n   trials: {rung_breakdown(v['runs'])}")
+        if "reach_fraction_per_seed" in v:
+            fr = ", ".join("never" if not math.isfinite(x) else f"{x:.0%}"
+                           for x in v["reach_fraction_per_seed"])
+            print(f"   reaches random's final hv at (share of random's final compute): {fr}")
+    if "hv_table" in res:
+        print(res["hv_table"])
+
+
 def plot(curves: dict[str, list[list[dict]]], path: Path, title: str) -> None:
     """Median hypervolume vs compute with the IQR band, one line per method (plotly)."""
     import numpy as np
@@ -334,8 +373,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--methods", default="a,b,c,d",
                     help="comma list of a (tool), a0 (tool without warm start), b, c, d")
     ap.add_argument("--plot", default=str(RESULTS / "search_efficiency.html"))
+    ap.add_argument("--summarize", metavar="JSON", default=None,
+                    help="print the figures of an earlier run's JSON again and exit")
     add_out_arg(ap, "search.json")
     args = ap.parse_args(argv)
+    if args.summarize:
+        summarize(args.summarize)
+        return 0
 
     import optuna
 
@@ -410,7 +454,8 @@ def main(argv: list[str] | None = None) -> int:
         s_c = summary(f["compute_s"] for f in fin)
         s_e = summary(f["epochs"] for f in fin)
         print(f"{METHODS[m]}\n   final hv {fmt_summary(s_hv, '.4g')}\n   compute s "
-              f"{fmt_summary(s_c, '.1f')}\n   epoch-equivalents {fmt_summary(s_e, '.1f')}")
+              f"{fmt_summary(s_c, '.1f')}\n   epoch-equivalents {fmt_summary(s_e, '.1f')}"
+              f"\n   trials: {rung_breakdown(runs[m])}")
         result["methods"][m] = {"label": METHODS[m], "final_hv": s_hv, "compute_s": s_c,
                                 "epochs": s_e, "runs": runs[m]}
     if "random" in methods:
