@@ -229,7 +229,7 @@ def _worker_error(trial: Any) -> str:
     head = (f"the trial's Ray worker process died ({attempts} attempt"
             f"{'s' if attempts > 1 else ''})")
     detail = ""
-    m = re.search(r"Worker exit detail: ([^\n]*?)(?: There are some potential| *$)", text,
+    m = re.search(r"Worker exit detail: ([^\n]*?)(?: Some common causes| There are some| *$)", text,
                   re.M)
     if m:
         detail = m.group(1).strip()

@@ -15,8 +15,8 @@ tested (and demonstrated) without training anything. Plug them in with
 Injected worker faults (for the reliability tests). They travel in the data spec, the one
 string that reaches every worker unchanged (environment variables set in a test would
 not reach an already running Ray): ``"synthetic|KIND:FIELD=VALUE|..."`` applies KIND to
-every trial whose FusionConfig/TrainConfig field FIELD prints as VALUE, right after its
-first rung is reported:
+every trial whose FusionConfig/TrainConfig field FIELD prints as VALUE, at its first rung
+(before reporting it, so the outcome never races the scheduler's stop decision):
 
 - ``exit``       ``os._exit(3)``: the worker process dies
 - ``kill``       SIGKILL to itself: the worker process dies
@@ -222,10 +222,10 @@ def fake_train_proxy(fusion: Any, train: Any, data: Any, rungs: Sequence[float] 
                    "t2v_mdr": max(1.0, 20.0 - recall / 10), "t2v_mnr": max(1.0, 40.0 - recall / 5),
                    "epochs": float(e), "wall_s": time.perf_counter() - t0}
         history.append(dict(metrics))
-        stop = report is not None and report(i, dict(metrics))
-        if i == 0:
+        if i == 0:  # before the first report: the outcome does not race the scheduler
             for f in faults:
                 _trigger(f, fusion)
+        stop = report is not None and report(i, dict(metrics))
         if stop and i < len(rungs) - 1:
             stopped = True
             break
