@@ -24,6 +24,8 @@ every trial whose FusionConfig/TrainConfig field FIELD prints as VALUE, at its f
 - ``nan``        every metric is NaN (from the first rung)
 - ``exit_once``  ``exit`` on the first attempt of each configuration only (a marker file
                  in the folder given as ``exit_once:FIELD=VALUE@DIR``); a retry succeeds
+- ``sleep``      ``sleep:SECONDS`` per rung, on every trial (like ``NAS_FAKE_SLEEP``, which
+                 does not reach the workers of a cluster started elsewhere)
 - ``forbid``     ``forbid:PATH`` raises if this worker process has PATH open or sees it in
                  its environment (checks that only the driver touches the study storage)
 """
@@ -71,7 +73,7 @@ class Fault:
     where: str = ""  # exit_once: marker folder; forbid: the path
 
     def applies(self, fusion: Any, train: Any) -> bool:
-        if self.kind == "forbid":
+        if self.kind in ("forbid", "sleep"):
             return True
         for cfg in (fusion, train):
             if hasattr(cfg, self.field):
@@ -80,7 +82,7 @@ class Fault:
         return False
 
 
-FAULT_KINDS = ("exit", "kill", "raise", "nan", "exit_once", "forbid")
+FAULT_KINDS = ("exit", "kill", "raise", "nan", "exit_once", "forbid", "sleep")
 
 
 def _fmt(v: Any) -> str:
@@ -98,7 +100,7 @@ def parse_faults(spec: str) -> tuple[str, tuple[Fault, ...]]:
         if kind not in FAULT_KINDS:
             raise ValueError(f"fake data spec {spec!r}: unknown fault {kind!r}; choose from "
                              f"{', '.join(FAULT_KINDS)}")
-        if kind == "forbid":
+        if kind in ("forbid", "sleep"):
             out.append(Fault(kind, where=rest))
             continue
         sel, _, where = rest.partition("@")
@@ -123,6 +125,8 @@ def _trigger(f: Fault, fusion: Any) -> None:
             return  # the retry: succeed
         os.close(fd)
         os._exit(3)
+    if f.kind == "sleep":
+        return
     if f.kind == "forbid":
         path = os.path.realpath(f.where)
         fds = "/proc/self/fd"
@@ -203,6 +207,9 @@ def fake_train_proxy(fusion: Any, train: Any, data: Any, rungs: Sequence[float] 
     t0 = time.perf_counter()
     rungs = list(rungs or [train.epochs])
     sleep = float(os.environ.get("NAS_FAKE_SLEEP", "0") or 0)
+    for f in getattr(data, "faults", ()):
+        if f.kind == "sleep":
+            sleep = max(sleep, float(f.where))
     ceiling = fake_quality(fusion, train)
     faults = [f for f in getattr(data, "faults", ()) if f.applies(fusion, train)]
     if any(f.kind == "nan" for f in faults):
