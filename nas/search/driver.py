@@ -155,7 +155,16 @@ def _storage(url: str) -> optuna.storages.RDBStorage:
     else:
         kwargs = {"pool_pre_ping": True}
     try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+        for attempt in range(5):
+            try:
+                return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+            except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
+                # Two drivers creating Optuna's tables in a new database at once: one
+                # loses the race (duplicate table / version row); the tables exist now.
+                if attempt == 4:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
+        raise AssertionError("unreachable")
     except sqlalchemy.exc.OperationalError as e:
         raise UserError(f"--storage {url!r}: cannot open the database: "
                         f"{str(getattr(e, 'orig', e)).strip().splitlines()[0]}") from None
@@ -312,6 +321,11 @@ def _open_study(opts: SearchOptions, space: SearchSpace, objectives: list[Object
     _enable_wal(storage)
     registry = DriverRegistry(study)
     registry.start()
+    entries = registry.entries()
+    if any(registry.alive(d, entries) for d in entries if d != registry.id):
+        # Another driver is searching this study now, with the same --seed most likely:
+        # it would propose the very same configurations (all duplicates). Diverge.
+        sampler.reseed_rng()
     if created:
         faultpoint("after_create")
         _initialise(study, opts, space, names, data_spec, overrides, hv_ref)
