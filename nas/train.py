@@ -33,7 +33,7 @@ import math
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -384,13 +384,16 @@ def _finite(v: Any) -> bool:
 
 def train_proxy(fusion: FusionConfig, train: TrainConfig, data: Any,
                 rungs: Sequence[float] | None = None, report: ReportFn | None = None, *,
-                measure_latency: bool = False, progress: ProgressFn | None = None) -> TrainResult:
+                measure_latency: bool = False, progress: ProgressFn | None = None,
+                costs: Mapping[str, float] | None = None) -> TrainResult:
     """Train ``fusion`` on ``data`` for ``rungs[-1]`` epochs, evaluating after each rung.
 
     ``rungs`` are epoch counts (fractional allowed, strictly increasing; None means
     ``[train.epochs]``); the learning-rate schedule spans the last one. After each rung
     ``report(rung_index, metrics)`` receives the validation metrics of both directions
     plus ``epochs``, ``step``, ``train_loss`` and ``wall_s``; returning True stops early.
+    ``costs``: the costs of ``fusion`` at ``data.shapes`` when the caller already has them
+    (the search estimates them before a trial to apply limits); otherwise estimated here.
     Gate statistics are recorded on the evaluation of the last rung (when reached) and
     saturation warnings are emitted as ``GateSaturationWarning``. Raises
     ``TrainingFailed`` on a non-finite loss, gradient or score.
@@ -403,7 +406,7 @@ def train_proxy(fusion: FusionConfig, train: TrainConfig, data: Any,
     trainer = Trainer(fusion, train, data, budget_epochs=rung_list[-1])
     for note in trainer.fit_notes:
         log.info("config %s: %s", fusion.config_id, note)
-    costs = dict(estimate_costs(trainer.fusion, data.shapes))
+    costs = dict(costs) if costs else dict(estimate_costs(trainer.fusion, data.shapes))
     metrics: dict[str, float] = {}
     gate_stats: dict = {}
     stopped = False
