@@ -76,6 +76,8 @@ def run_driver(executor: str, configs: list, space: Any, data_spec: str, workdir
     st = optuna.create_study(study_name=executor, storage=storage,
                              directions=["maximize", "minimize"])
     st.set_metric_names(["recall", "query_gflops"])
+    # marks it initialised for the driver: it is resumed, no warm-start queue is added
+    st.set_user_attr("reference_params", space.reference_params())
     for params, _, _ in configs:
         st.enqueue_trial(params)
     opts = SearchOptions(space=space.path, study=executor, storage=storage, data=data_spec,

@@ -125,7 +125,7 @@ def _study_trials(storage: str, name: str) -> list[dict]:
     return rows
 
 
-def run_tool(method: str, space_path: str, data_spec: str, seed: int, trials: int,
+def run_tool(method: str, space: Any, data_spec: str, seed: int, trials: int,
              workdir: str) -> list[dict]:
     """(a), (a0), (b), (c) through the driver in this process."""
     import optuna
@@ -135,17 +135,25 @@ def run_tool(method: str, space_path: str, data_spec: str, seed: int, trials: in
     storage = f"sqlite:///{workdir}/{method}_{seed}.db"
     name = f"{method}_{seed}"
     if method != "tool":
-        # A study created beforehand is resumed, not created: no warm-start queue.
+        # A study created beforehand, with the attribute by which the driver recognises an
+        # initialised study (``reference_params``), is resumed, not initialised: no
+        # warm-start queue. Without it the driver would finish "initialising" it.
         st = optuna.create_study(study_name=name, storage=storage,
                                  directions=["maximize", "minimize"])
         st.set_metric_names(["recall", "query_gflops"])
+        st.set_user_attr("reference_params", space.reference_params())
     sampler = {"tool": "tpe", "tool_nows": "tpe", "random": "random", "tpe": "tpe"}[method]
     prune = method in ("tool", "tool_nows")
-    opts = SearchOptions(space=space_path, study=name, storage=storage, data=data_spec,
+    opts = SearchOptions(space=space.path, study=name, storage=storage, data=data_spec,
                          trials=trials, sampler=sampler, seed=seed, prune=prune,
                          executor="local", quiet=True)
     run_search(opts, out=io.StringIO())
-    return _study_trials(storage, name)
+    rows = _study_trials(storage, name)
+    if method != "tool":
+        st = optuna.load_study(study_name=name, storage=storage)
+        if any("warm_start" in t.user_attrs for t in st.get_trials(deepcopy=False)):
+            raise RuntimeError(f"{method}: the driver warm-started a baseline study")
+    return rows
 
 
 # ----------------------------------------------------------------------------- (d)
@@ -425,7 +433,7 @@ def main(argv: list[str] | None = None) -> int:
                 if m == "ray":
                     rows = run_ray(space, data, seed, n, workdir)
                 else:
-                    rows = run_tool(m, space.path, data_spec, seed, n, workdir)
+                    rows = run_tool(m, space, data_spec, seed, n, workdir)
                 c = curve(rows, ref)
                 runs[m].append({"seed": seed, "trials": rows, "curve": c,
                                 "elapsed_s": time.monotonic() - t0})
