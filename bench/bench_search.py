@@ -2,13 +2,14 @@
 
     python bench/bench_search.py                 # reduced: 5 seeds, quick space (~20 min, 2 CPUs)
     python bench/bench_search.py --full          # 10 seeds, more trials
-    python bench/bench_search.py --seeds 5 --trials 12 --space quick --methods a,b,c,d
+    python bench/bench_search.py --seeds 5 --trials 12 --space quick --methods a,a0,b,c,d
 
 Same trainable (``nas.train.train_proxy``), same data, same space and the same fixed
 hypervolume reference point for every method:
 
 (a) ``tool``   this tool as shipped: ``run_search`` with its default sampler (TPE viewed
                through the learning sampler), MO-ASHA early stopping and the warm start;
+(a0) ``tool_nows`` the same without the warm start (to tell its share apart);
 (b) ``random`` multi-objective random search, every trial to the full budget;
 (c) ``tpe``    Optuna TPE (multi-objective), every trial to the full budget;
 (d) ``ray``    the integration a user writes first: Ray Tune's stock ``OptunaSearch``
@@ -16,8 +17,8 @@ hypervolume reference point for every method:
                scored honestly: trials ASHA stopped never enter its front.
 
 (a)-(c) run through ``nas.search.driver.run_search`` in this process (``executor="local"``:
-the same searcher, scheduler and records as on Ray, without Ray); (b) and (c) start from a
-study created beforehand, so they get no warm start. (d) runs on Ray Tune. Every method runs
+the same searcher, scheduler and records as on Ray, without Ray); (a0), (b) and (c) start
+from a study created beforehand, so they get no warm start. (d) runs on Ray Tune. Every method runs
 one trial at a time (so trial wall-clock seconds are comparable), and the methods of one
 seed run back to back, so load from other processes hits them alike.
 
@@ -378,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--prune-factor", type=float, default=2.0,
                     help="methods with early stopping get this many times --trials (each "
                          "trial costs less; all are judged by compute). Default 2")
-    ap.add_argument("--methods", default="a,b,c,d",
+    ap.add_argument("--methods", default="a,a0,b,c,d",
                     help="comma list of a (tool), a0 (tool without warm start), b, c, d")
     ap.add_argument("--plot", default=str(RESULTS / "search_efficiency.html"))
     ap.add_argument("--summarize", metavar="JSON", default=None,
