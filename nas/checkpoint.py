@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import tempfile
 import warnings
 import zipfile
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import Any, Mapping
 
 import torch
 
+from nas._io import atomic_open
 from nas.config import ConfigError, FusionConfig, TrainConfig
 from nas.errors import UserError
 
@@ -78,20 +78,8 @@ def save_checkpoint(path: str | os.PathLike[str], *, fusion: FusionConfig, train
         "best_recall": None if best_recall is None else float(best_recall),
         "extra": dict(extra or {}),
     }
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, p)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    with atomic_open(p, "wb") as f:
+        torch.save(payload, f)
     return p
 
 

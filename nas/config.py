@@ -20,13 +20,13 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, Mapping, get_args, get_origin, get_type_hints
 
 import yaml
 
+from nas._io import atomic_write_text
 from nas.errors import UserError
 
 __all__ = [
@@ -348,21 +348,3 @@ def save_config_file(path: str | os.PathLike[str], fusion: FusionConfig,
     text = config_to_yaml(fusion, train, meta)
     atomic_write_text(p, text)
     return p
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temp file in the same folder and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
