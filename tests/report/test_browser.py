@@ -73,11 +73,12 @@ def test_dashboard_and_report_render_in_chromium(tmp_path):
     storage = f"sqlite:///{db}"
     study = "browser-check"
 
-    # a tiny real search: real training on tiny synthetic data, every trial to full budget
+    # a tiny real search: real Ray trials, real training on tiny synthetic data, every
+    # trial to full budget
     res = subprocess.run(
         [sys.executable, "-m", "nas", "search", "--space", str(REPO / "search_spaces/quick.yaml"),
          "--study", study, "--storage", storage, "--data", DATA, "--trials", "3",
-         "--min-budget", "0.25", "--max-budget", "0.5", "--no-prune", "--executor", "local",
+         "--min-budget", "0.25", "--max-budget", "0.5", "--no-prune",
          "--quiet"], capture_output=True, text=True, timeout=300, cwd=tmp_path, env=_env())
     assert res.returncode == 0, f"nas search failed:\n{res.stdout[-2000:]}\n{res.stderr[-3000:]}"
 
