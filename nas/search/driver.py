@@ -158,10 +158,13 @@ def _storage(url: str) -> optuna.storages.RDBStorage:
         for attempt in range(5):
             try:
                 return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
-            except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
+            except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError,
+                    sqlalchemy.exc.OperationalError) as e:
                 # Two drivers creating Optuna's tables in a new database at once: one
                 # loses the race (duplicate table / version row); the tables exist now.
-                if attempt == 4:
+                racy = not isinstance(e, sqlalchemy.exc.OperationalError) or \
+                    "already exists" in str(e)
+                if attempt == 4 or not racy:
                     raise
                 time.sleep(0.2 * (attempt + 1))
         raise AssertionError("unreachable")

@@ -5,7 +5,7 @@ While `nas search` writes trials, a reader process polls ``optuna.load_study(...
 serves the same file and is polled over HTTP. Neither the writer nor the readers may fail
 ("database is locked" or anything else), and the readers must see the new trials as they
 are written (the driver puts the file in WAL mode: readers never block the writer and see
-each commit).
+each commit; optuna-dashboard re-reads at most every 2 s, its own cache).
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ def test_reader_and_dashboard_beside_the_writer(tmp_path: Path) -> None:
                 assert time.monotonic() < deadline, "optuna-dashboard did not come up"
                 time.sleep(0.3)
         writer = subprocess.Popen([sys.executable, "-m", "nas", *base, "--trials", "30"],
-                                  cwd=tmp_path, env=nas_env(NAS_FAKE_SLEEP="0.03"),
+                                  cwd=tmp_path, env=nas_env(NAS_FAKE_SLEEP="0.1"),
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         dash_counts = []
         while writer.poll() is None:
@@ -86,7 +86,10 @@ def test_reader_and_dashboard_beside_the_writer(tmp_path: Path) -> None:
         out, err = writer.communicate()
         assert writer.returncode == 0, err[-3000:]
         final = len(load(url, "rw").trials)
-        dash_counts.append(len(_get(f"{api}/studies/{study_id}")["trials"]))
+        deadline = time.monotonic() + 10  # the dashboard caches trials for 2 s
+        while dash_counts[-1] != final and time.monotonic() < deadline:
+            time.sleep(0.3)
+            dash_counts.append(len(_get(f"{api}/studies/{study_id}")["trials"]))
     finally:
         stop.touch()
         r_out, r_err = reader.communicate(timeout=60)
@@ -97,5 +100,6 @@ def test_reader_and_dashboard_beside_the_writer(tmp_path: Path) -> None:
     seen = [int(x) for x in r_out.split()]
     check_finished(load(url, "rw"), 30)
     # both readers saw the study grow while it was written, and caught up at the end
-    assert len(set(seen)) > 3 and seen == sorted(seen) and seen[-1] == final, seen[-5:]
-    assert len(set(dash_counts)) > 3 and dash_counts[-1] == final, dash_counts
+    # (optuna-dashboard re-reads the storage at most every 2 s: fewer steps there)
+    assert len(set(seen)) > 5 and seen == sorted(seen) and seen[-1] == final, seen[-5:]
+    assert len(set(dash_counts)) >= 3 and dash_counts[-1] == final, dash_counts

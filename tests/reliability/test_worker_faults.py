@@ -58,6 +58,7 @@ def test_exit_raise_and_nan_are_failed_with_reason(ray_session, tmp_path: Path) 
         want = {"exit": "worker process died", "raise": "RuntimeError: injected fault",
                 "nan": "non-finite objective"}[kind]
         assert want in reason, (kind, reason)
+    print("trained trials by injected fault:", seen)  # figures for docs/reliability.md (-rP)
     assert seen.get("exit") and seen.get("raise") and seen.get("nan") and seen.get(None), seen
 
 
@@ -84,6 +85,7 @@ def test_retries_rescue_a_once_dying_worker(ray_session, tmp_path: Path) -> None
         else:
             assert t.state in (TrialState.COMPLETE, TrialState.PRUNED)
             assert "retries" not in t.user_attrs
+    print(f"rescued by a retry: {rescued}, dead on every attempt: {dead}")
     assert rescued and dead
 
 
