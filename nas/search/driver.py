@@ -35,7 +35,7 @@ from optuna.trial import TrialState
 
 from nas.errors import UserError
 from nas.search import records
-from nas.search.evaluator import EvaluatorSpec, RayOptions, import_object
+from nas.search.evaluator import EvaluatorSpec, RayOptions, call_train, import_object
 from nas.search.faults import faultpoint
 from nas.search.liveness import DriverRegistry
 from nas.search.objectives import (DEFAULT_OBJECTIVES, Objective, parse_limits,
@@ -534,8 +534,9 @@ def _run_local(core: AskTellSearcher, asha: MOASHA, evaluator: EvaluatorSpec, da
 
         t0 = time.perf_counter()
         try:
-            res = train_fn(FusionConfig.from_dict(spec.fusion), TrainConfig.from_dict(spec.train),
-                           data, rungs=spec.rungs, report=report)
+            res = call_train(train_fn, FusionConfig.from_dict(spec.fusion),
+                             TrainConfig.from_dict(spec.train), data, rungs=spec.rungs,
+                             report=report, costs=spec.costs)
         except KeyboardInterrupt:
             raise
         except Exception as e:  # noqa: BLE001 - recorded as the trial's failure reason

@@ -3,11 +3,13 @@ fakes of ``nas.search.testing`` plug in for tests (no torch, no Ray needed to im
 
 from __future__ import annotations
 
+import functools
 import importlib
+import inspect
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable, Mapping
 
-__all__ = ["EvaluatorSpec", "RayOptions", "import_object"]
+__all__ = ["EvaluatorSpec", "RayOptions", "call_train", "import_object"]
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,28 @@ def import_object(path: str) -> Any:
     """``"pkg.module:name"`` -> the object."""
     mod, _, name = path.partition(":")
     return getattr(importlib.import_module(mod), name)
+
+
+@functools.lru_cache(maxsize=32)
+def _takes_costs(fn: Callable[..., Any]) -> bool:
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+    return "costs" in params or any(p.kind is inspect.Parameter.VAR_KEYWORD
+                                    for p in params.values())
+
+
+def call_train(fn: Callable[..., Any], fusion: Any, train: Any, data: Any, *,
+               rungs: Any, report: Any, costs: Mapping[str, float] | None = None) -> Any:
+    """Call the evaluator's train function, handing it the costs the driver already
+    estimated (``costs=``) when it accepts them, so the trial does not estimate them
+    again inside its own time (``nas.cost.estimate_costs`` builds the model and runs
+    it under a FLOP counter). Evaluators without a ``costs`` parameter are called as
+    before."""
+    if costs and _takes_costs(fn):
+        return fn(fusion, train, data, rungs=rungs, report=report, costs=dict(costs))
+    return fn(fusion, train, data, rungs=rungs, report=report)
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,8 @@ from ray import tune  # noqa: E402
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler  # noqa: E402
 from ray.tune.search import Searcher  # noqa: E402
 
-from nas.search.evaluator import EvaluatorSpec, RayOptions, import_object  # noqa: E402
+from nas.search.evaluator import (EvaluatorSpec, RayOptions, call_train,  # noqa: E402
+                                  import_object)
 from nas.search.scheduler import MOASHA  # noqa: E402
 from nas.search.searcher import AskTellSearcher, TrialSpec  # noqa: E402
 
@@ -82,7 +83,10 @@ def trainable(config: dict[str, Any]) -> None:
         train = TrainConfig.from_dict(spec["train"])
         if config.get("gpus", 0) == 0 and train.device == "auto":
             train = train.replace(device="cpu")
-        res = import_object(ev["train"])(fusion, train, data, rungs=spec["rungs"], report=report)
+        # The driver estimated the costs before the trial (limits, objectives): hand them
+        # over rather than estimating them again in the worker's time.
+        res = call_train(import_object(ev["train"]), fusion, train, data, rungs=spec["rungs"],
+                         report=report, costs=spec.get("costs"))
     except Exception as e:  # the reason goes into the study; the driver decides the state
         tune.report({"nas_kind": "failed", "nas_error": f"{type(e).__name__}: {e}",
                      "nas_node": node, "nas_wall_s": time.perf_counter() - t0})
