@@ -1,7 +1,7 @@
 """Multi-objective asynchronous successive halving (MO-ASHA), without Ray or torch.
 
 Schmucker et al. 2021 ("Multi-objective asynchronous successive halving"): ASHA's rule
-"continue a trial at rung r if it is in the top 1/eta of the trials seen at rung r" with
+"continue a trial at rung r if it is in the top floor(n/eta) of the n trials seen at rung r" with
 the scalar ranking replaced by a multi-objective one. Here the ranking is NSGA-II's:
 non-dominated sorting of the objective vectors (all oriented for minimisation), the last
 front that does not fit broken by crowding distance (extremes first). The vector of a
@@ -83,11 +83,21 @@ def select_top(points: np.ndarray, k: int) -> np.ndarray:
 
 
 def promote(points: Sequence[Sequence[float]], index: int, eta: float) -> bool:
-    """Whether trial ``index`` is in the top ``ceil(n / eta)`` of the ``n`` trials seen at
-    this rung (n includes it). With a single trial seen it always continues (as in ASHA)."""
+    """Whether trial ``index`` continues: it is in the top ``max(1, floor(n / eta))`` of
+    the ``n`` trials seen at this rung (n includes it), ranked by non-dominated front and
+    crowding distance.
+
+    ``floor``, as in ASHA (Li et al. 2020): with ``ceil`` the second trial at a rung of
+    eta 2 shares the top with the first and the third takes one of two places, so a
+    run of a few dozen trials let most of them through (44% reached the full budget in
+    the benchmark where 1/eta^2 = 25% was meant). A single trial seen still continues.
+    A cheap weak and an expensive strong configuration are both on the first front; both
+    continue once the rung holds ``2 * eta`` trials (and one of them before: the earlier,
+    since the top-k ties are broken by crowding, then arrival).
+    """
     pts = np.asarray(points, dtype=float)
     n = len(pts)
-    k = max(1, math.ceil(n / eta - 1e-9))
+    k = max(1, math.floor(n / eta + 1e-9))
     return index in set(select_top(pts, k).tolist())
 
 

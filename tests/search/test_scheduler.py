@@ -28,7 +28,7 @@ def test_promotion_follows_non_dominated_rank() -> None:
     top = set(select_top(np.array(pts, float), 3).tolist())
     assert top == {0, 1, 2}
     for i in range(6):
-        assert promote(pts, i, eta=2) == (i in {0, 1, 2})  # k = ceil(6/2) = 3
+        assert promote(pts, i, eta=2) == (i in {0, 1, 2})  # k = floor(6/2) = 3
 
 
 def test_cheap_weak_and_expensive_strong_both_promoted() -> None:
@@ -53,9 +53,33 @@ def test_moasha_records_rungs_asynchronously() -> None:
     a = MOASHA(n_rungs=3, eta=2)
     assert a.report("a", 0, [-10, 1])  # first at a rung always continues
     assert not a.report("b", 0, [-5, 1])  # dominated by a; k = 1 of 2
-    assert a.report("c", 0, [-20, 5])  # new extreme, k = 2 of 3: c and a
+    # non-dominated but k = floor(3/2) = 1: the one place went to a (tie: arrival order)
+    assert not a.report("c", 0, [-20, 5])
+    assert a.report("d", 0, [-30, 6])  # k = 2 of 4: front {a, c, d}, extremes a and d
     assert not a.report("a", 2, [-50, 1])  # last rung: nothing to promote to
-    assert set(a.records[0]) == {"a", "b", "c"}
+    assert set(a.records[0]) == {"a", "b", "c", "d"}
+
+
+def test_top_floor_n_over_eta_not_ceil() -> None:
+    # eta 2, three trials on one front: ceil(3/2) = 2 would continue the newcomer too
+    pts = [[-10.0, 1.0], [-5.0, 0.5], [-20.0, 5.0]]
+    assert promote(pts[:1], 0, eta=2)
+    assert sum(promote(pts, i, eta=2) for i in range(3)) == 1  # k = floor(3/2) = 1
+    assert sum(promote(pts + [[-1.0, 9.0]], i, eta=2) for i in range(4)) == 2
+
+
+def test_promoted_share_at_low_trial_counts_stays_within_one_over_eta() -> None:
+    # A search of a dozen trials is mostly in ASHA's early phase; each arrival is judged
+    # against those seen so far. Over seeded random streams of 12 trials, the share that
+    # continues must not exceed 1/eta (the ceil rule let 53% through at eta 2).
+    rng = np.random.default_rng(0)
+    for eta in (2, 3):
+        shares = []
+        for _ in range(40):
+            a = MOASHA(n_rungs=2, eta=eta)
+            pts = rng.random((12, 2))
+            shares.append(np.mean([a.report(i, 0, p) for i, p in enumerate(pts)]))
+        assert np.mean(shares) <= 1 / eta + 1e-9, (eta, np.mean(shares))
 
 
 def test_moasha_disabled_always_continues_and_nan_is_worst() -> None:

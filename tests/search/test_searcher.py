@@ -67,8 +67,12 @@ def test_records_match_what_the_evaluator_produced(tmp_path: Path) -> None:
     front = pareto_front(study)
     assert front and all(t.state == TrialState.COMPLETE and t.user_attrs["full_budget"]
                          for t in front)
-    assert study.trials[0].user_attrs["warm_start"] == "reference"
-    assert study.trials[0].params == study.user_attrs["reference_params"]
+    # warm start: the text-agnostic AVIGATE baseline first, then the reference
+    assert study.trials[0].user_attrs["warm_start"].startswith("avigate")
+    assert study.trials[0].params["gate_inputs"] == "va"
+    assert study.trials[0].params["query_fusion"] == "none"
+    assert study.trials[1].user_attrs["warm_start"] == "reference"
+    assert study.trials[1].params == study.user_attrs["reference_params"]
 
 
 def test_sampler_view_presents_stopped_trials_and_tpe_needs_it(tmp_path: Path) -> None:
