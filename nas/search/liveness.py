@@ -49,6 +49,17 @@ def _proc_start(pid: int) -> str | None:
     return stat.rsplit(")", 1)[1].split()[19]
 
 
+def _machine() -> str:
+    """This machine: host name plus boot id, so two machines (or containers) that share a
+    host name are not mistaken for one (a pid is only meaningful on its own machine)."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            boot = f.read().strip()[:8]
+    except OSError:
+        boot = "?"
+    return f"{socket.gethostname()}/{boot}"
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -67,7 +78,7 @@ class DriverRegistry:
         self.study = study
         self.heartbeat_s = heartbeat_s
         self.grace_s = grace_s
-        self.host = socket.gethostname()
+        self.host = _machine()
         self.pid = os.getpid()
         self.id = f"{self.host}:{self.pid}:{uuid.uuid4().hex[:8]}"
         self._stop = threading.Event()

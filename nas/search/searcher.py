@@ -387,11 +387,15 @@ class AskTellSearcher:
         spec = self.in_flight.get(number)
         if spec is None:
             return
-        records.record_rung(self.study, spec.trial_id, rung, metrics.get("recall", math.nan))
-        faultpoint("after_report")
+        try:
+            records.record_rung(self.study, spec.trial_id, rung,
+                                metrics.get("recall", math.nan))
+            faultpoint("after_report")
+            records.set_attrs(self.study, spec.trial_id, budget=float(metrics.get(
+                "epochs", self.rungs[rung])), metrics=dict(metrics))
+        except optuna.exceptions.UpdateFinishedTrialError:
+            return  # recovered by another driver meanwhile (see ``finish``)
         self.rung_metrics[number] = dict(metrics)
-        records.set_attrs(self.study, spec.trial_id, budget=float(metrics.get(
-            "epochs", self.rungs[rung])), metrics=dict(metrics))
         self.on_event()
 
     def finish(self, number: int, *, metrics: Mapping[str, float] | None = None,
@@ -445,8 +449,15 @@ class AskTellSearcher:
         else:
             state = TrialState.PRUNED
             attrs["status"] = "stopped"
-        records.write_final(self.study, tid, state, values=values, attrs=attrs,
-                            system_attrs=system)
+        try:
+            records.write_final(self.study, tid, state, values=values, attrs=attrs,
+                                system_attrs=system)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            # Another driver judged this one dead (no heartbeat for GRACE_S: the machine
+            # slept?) and recovered the trial: its re-queued copy stands, this result not.
+            self.in_flight.pop(number, None)
+            self.rung_metrics.pop(number, None)
+            return TrialState.FAIL
         faultpoint("after_tell")
         self.in_flight.pop(number, None)
         self.rung_metrics.pop(number, None)

@@ -60,8 +60,9 @@ def test_crash_at_point_then_resume(point: str, n: int, tmp_path: Path, sqlite_u
     assert_kept(before, sqlite_url, "c")
     study = load(sqlite_url, "c")
     check_finished(study, N)
+    # the warm start survived the crash: the reference configuration was trained
     assert [t for t in study.trials if t.user_attrs.get("warm_start") == "reference"
-            and t.state == TrialState.COMPLETE]
+            and t.user_attrs["status"] in ("complete", "stopped")]
     for t in running:  # each trial the crash left RUNNING: FAIL "driver crashed"
         after = study.trials[t.number]
         assert after.state == TrialState.FAIL and after.user_attrs["status"] == "crashed"
