@@ -37,13 +37,25 @@ def _expected(t, rules: list[tuple[str, str, str]]) -> str | None:
     return "nan" if hit else None
 
 
+SIX = """
+name: six
+base: {fusion: {width: 16, layers: 1, heads: 2, resampler_layers: 1, resampler_queries: 4}}
+dimensions:
+  query_fusion: {choices: [none, scalar, per_head]}
+  layers: {choices: [1, 2]}
+proxy: {min_budget: 1, max_budget: 2, eta: 2}
+"""
+
+
 def test_exit_raise_and_nan_are_failed_with_reason(ray_session, tmp_path: Path) -> None:
     rules = [("exit", "query_fusion", "per_head"), ("raise", "query_fusion", "scalar"),
              ("nan", "layers", "2")]
     data = "synthetic|" + "|".join(f"{k}:{f}={v}" for k, f, v in rules)
-    s = run_search(_opts(tmp_path, data, trials=12))
+    space = tmp_path / "six.yaml"  # 6 configurations, all trained: every fault occurs
+    space.write_text(SIX)
+    s = run_search(_opts(tmp_path, data, trials=6, space=str(space)))
     study = load(s.storage, "w")
-    check_finished(study, 12)
+    check_finished(study, 6)
     seen: dict[str | None, int] = {}
     for t in study.trials:
         if t.user_attrs["status"] not in ("complete", "stopped", "failed"):
@@ -62,13 +74,25 @@ def test_exit_raise_and_nan_are_failed_with_reason(ray_session, tmp_path: Path) 
     assert seen.get("exit") and seen.get("raise") and seen.get("nan") and seen.get(None), seen
 
 
+FOUR = """
+name: four
+base: {fusion: {width: 16, layers: 1, heads: 2, resampler_layers: 1, resampler_queries: 4}}
+dimensions:
+  width: {choices: [16, 32]}
+  layers: {choices: [1, 2]}
+proxy: {min_budget: 1, max_budget: 2, eta: 2}
+"""
+
+
 def test_retries_rescue_a_once_dying_worker(ray_session, tmp_path: Path) -> None:
     marks = tmp_path / "marks"
     marks.mkdir()
+    space = tmp_path / "four.yaml"  # 4 configurations, all trained: every case occurs
+    space.write_text(FOUR)
     data = f"synthetic|exit_once:layers=2@{marks}|kill:width=16"
-    s = run_search(_opts(tmp_path, data, trials=8, retries=1))
+    s = run_search(_opts(tmp_path, data, trials=4, retries=1, space=str(space)))
     study = load(s.storage, "w")
-    check_finished(study, 8)
+    check_finished(study, 4)
     rescued = dead = 0
     for t in study.trials:
         if t.user_attrs["status"] not in ("complete", "stopped", "failed"):
