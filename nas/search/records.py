@@ -50,18 +50,52 @@ def _jsonable(v: Any) -> Any:
     return v
 
 
+def _rdb(study: optuna.Study) -> Any:
+    """The study's RDB storage when it offers the ``*_without_commit`` helpers, else None."""
+    backend = getattr(study._storage, "_backend", study._storage)
+    if isinstance(backend, optuna.storages.RDBStorage) and hasattr(
+            backend, "_set_trial_attr_without_commit") and hasattr(
+            backend, "_set_trial_intermediate_value_without_commit"):
+        return backend
+    return None
+
+
 def set_attrs(study: optuna.Study, trial_id: int, **attrs: Any) -> None:
-    """Set user attributes of a trial through the storage (JSON-safe values)."""
-    for k, v in attrs.items():
-        study._storage.set_trial_user_attr(trial_id, k, _jsonable(v))
+    """Set user attributes of a trial through the storage (JSON-safe values), in one
+    transaction: one commit (an fsync on SQLite) per call, not one per attribute, since
+    the driver writes several per trial and rung on the critical path between trials."""
+    _write(study, trial_id, None, {k: _jsonable(v) for k, v in attrs.items()})
 
 
-def record_rung(study: optuna.Study, trial_id: int, rung: int, recall: float) -> None:
-    """Store the intermediate value of one rung (step = rung index, value = recall)."""
+def record_rung(study: optuna.Study, trial_id: int, rung: int, recall: float,
+                **attrs: Any) -> None:
+    """Store the intermediate value of one rung (step = rung index, value = recall) and,
+    in the same transaction, user attributes ``attrs``."""
     value = float(recall)
     if not math.isfinite(value):
         value = float("nan")  # the storage keeps NaN; inf would be clipped
-    study._storage.set_trial_intermediate_value(trial_id, rung, value)
+    _write(study, trial_id, (rung, value), {k: _jsonable(v) for k, v in attrs.items()})
+
+
+def _write(study: optuna.Study, trial_id: int, step_value: tuple[int, float] | None,
+           attrs: Mapping[str, Any]) -> None:
+    backend = _rdb(study)
+    if backend is None:  # other storages: one call each, in order
+        if step_value is not None:
+            study._storage.set_trial_intermediate_value(trial_id, *step_value)
+        for k, v in attrs.items():
+            study._storage.set_trial_user_attr(trial_id, k, v)
+        return
+    from optuna.storages._rdb import models
+    from optuna.storages._rdb.storage import _create_scoped_session
+
+    with _create_scoped_session(backend.scoped_session, True) as session:
+        if step_value is not None:
+            backend._set_trial_intermediate_value_without_commit(session, trial_id,
+                                                                 *step_value)
+        for k, v in attrs.items():
+            backend._set_trial_attr_without_commit(
+                session, models.TrialUserAttributeModel, trial_id, k, v)
 
 
 def set_learning(study: optuna.Study, trial_id: int, values: Sequence[float] | None,

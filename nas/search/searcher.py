@@ -27,6 +27,7 @@ import copy
 import hashlib
 import json
 import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Container, Mapping, Sequence
 
@@ -123,7 +124,16 @@ def make_sampler(name: str, seed: int | None) -> LearningSampler:
     each trial's constraint values itself and the samplers read them from the trials.
     """
     if name == "tpe":
-        inner: BaseSampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=8)
+        # Multivariate TPE (joint density over the parameters; ``group`` splits it along
+        # the space's conditions) learns combinations such as "gates read [v; a] AND no
+        # query fusion" = text-agnostic, which an independent TPE learns only one
+        # parameter at a time. 4 random startup trials: a new study already starts with
+        # the warm-start configurations (4-7 of them), so the model is fitted on 8+
+        # trials either way. Measured with bench/bench_search.py (BENCHMARKS.md).
+        with warnings.catch_warnings():  # multivariate/group: experimental in Optuna
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            inner: BaseSampler = optuna.samplers.TPESampler(
+                seed=seed, n_startup_trials=4, multivariate=True, group=True)
     elif name == "nsga2":
         inner = optuna.samplers.NSGAIISampler(seed=seed, population_size=16)
     elif name == "random":
