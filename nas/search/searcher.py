@@ -521,12 +521,14 @@ def requeue(study: optuna.Study, t: FrozenTrial, reason: str, status: str) -> No
     next time; the enqueue is idempotent), never a FAIL trial whose configuration was
     not re-queued.
     """
+    if t.state != TrialState.RUNNING:
+        return  # finished meanwhile: another driver recovered (and re-queued) it
     requeued = _enqueue_again(study, t)
     faultpoint("during_requeue")
     if not requeued:
         reason = f"{reason} (before its configuration was sampled; nothing to re-queue)"
-    attrs = {"status": status, "fail_reason": reason}
-    if t.state == TrialState.RUNNING:
-        records.write_final(study, t._trial_id, TrialState.FAIL, attrs=attrs)
-    else:
-        records.set_attrs(study, t._trial_id, **attrs)
+    try:
+        records.write_final(study, t._trial_id, TrialState.FAIL,
+                            attrs={"status": status, "fail_reason": reason})
+    except optuna.exceptions.UpdateFinishedTrialError:
+        pass  # another driver recovered it at the same moment; the enqueue is idempotent
