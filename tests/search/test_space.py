@@ -186,3 +186,23 @@ def test_cli_spaces(tmp_path: Path, capsys) -> None:
     bad = _write(tmp_path, "dimensions: {width: {choices: []}}")
     assert main(["spaces", "validate", str(bad)]) == 2
     assert "dimension 'width'" in capsys.readouterr().err
+
+
+def test_rerank_k_is_canonical_for_text_agnostic_configs() -> None:
+    """rerank_k only changes text-conditioned scoring: text-agnostic configs get 0, so
+    they share one config id (deduplicated), text-conditioned ones keep their value."""
+    from nas.search.searcher import config_key
+
+    s = parse_space(textwrap.dedent("""
+        name: r
+        base: {fusion: {width: 32, heads: 2, gate_inputs: va}}
+        dimensions:
+          query_fusion: {choices: [none, scalar]}
+          rerank_k: {choices: [0, 16, 64]}
+    """))
+    agnostic = [s.build({"query_fusion": "none", "rerank_k": k}) for k in (0, 16, 64)]
+    assert {f.rerank_k for f, _ in agnostic} == {0}
+    assert len({config_key(f, t) for f, t in agnostic}) == 1
+    cond = [s.build({"query_fusion": "scalar", "rerank_k": k}) for k in (0, 16, 64)]
+    assert [f.rerank_k for f, _ in cond] == [0, 16, 64]
+    assert len({config_key(f, t) for f, t in cond}) == 3
