@@ -20,7 +20,6 @@ from __future__ import annotations
 import os
 import pickle
 import warnings
-import zipfile
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -106,12 +105,17 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
             # a foreign pickle makes torch warn about its protocol before refusing it
             warnings.simplefilter("ignore", UserWarning)
             data = torch.load(p, map_location=map_location, weights_only=True)
-    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError,
-            AttributeError, TypeError) as e:
+    except Exception as e:  # noqa: BLE001 - any failure to parse means "not ours"
         # weights_only refuses arbitrary objects with UnpicklingError; a truncated or
         # non-torch file gives RuntimeError/EOFError/BadZipFile.
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise bad(f"cannot be read safely ({type(e).__name__}: {first[:200]})") from None
+        # Keep only torch's first line, and never pass on its advice to retry with
+        # weights_only=False: that would mean unpickling a file we do not trust.
+        lines = [ln for ln in str(e).strip().splitlines() if "weights_only" not in ln]
+        first = lines[0] if lines else type(e).__name__
+        if isinstance(e, pickle.UnpicklingError):
+            first = "it holds objects other than tensors and plain containers"
+        raise bad(f"cannot be read safely ({type(e).__name__}: {first[:200]}); it was "
+                  "not unpickled") from None
     if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
         raise bad("no 'format: nas-checkpoint' marker (is it a plain state_dict?)")
     if data.get("version") != CHECKPOINT_VERSION:
