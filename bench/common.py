@@ -247,3 +247,28 @@ class MemorySampler:
 def median_of(xs: Sequence[float]) -> float:
     """Median (nan when empty)."""
     return statistics.median(xs) if xs else float("nan")
+
+
+# ----------------------------------------------------------------------------- timed costs
+
+COST_TIMES: list[float] = []  # seconds of each timed_estimate_costs call in this process
+
+
+def timed_estimate_costs(*args: Any, **kwargs: Any) -> dict[str, float]:
+    """``nas.cost.estimate_costs``, timed into ``COST_TIMES`` (use as the evaluator's
+    ``costs`` import path ``common:timed_estimate_costs`` in a bench process)."""
+    from nas.cost import estimate_costs
+
+    t0 = time.perf_counter()
+    try:
+        return estimate_costs(*args, **kwargs)
+    finally:
+        COST_TIMES.append(time.perf_counter() - t0)
+
+
+def clear_cost_cache() -> None:
+    """Forget the cached FLOP profiles, so a mode pays for its estimates as a fresh
+    process (``nas search``, a Ray worker) does."""
+    from nas import cost
+
+    cost._profile.cache_clear()
