@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DATA
+from report_helpers import DATA
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

@@ -14,7 +14,7 @@ import yaml
 from nas.cli import main
 from nas.config import FusionConfig, TrainConfig, load_config_file, save_config_file
 
-from conftest import DATA, FRONT, make_study
+from report_helpers import DATA, FRONT, make_study
 
 
 @pytest.fixture
@@ -96,7 +96,7 @@ def test_gate_artifacts_on_running_and_finished_trials(tmp_path):
 
     from nas.dashboard import attach_gate_artifacts, open_artifact_store
 
-    from conftest import gate_stats
+    from report_helpers import gate_stats
 
     url = f"sqlite:///{tmp_path / 'a.db'}"
     study = make_study(url, "demo")

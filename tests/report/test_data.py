@@ -9,7 +9,7 @@ import pytest
 
 from nas.report import data as D
 
-from conftest import FRONT, FULL, RUNGS  # tests/report/conftest.py (rootdir on sys.path)
+from report_helpers import FRONT, FULL, RUNGS
 
 MO = ["maximize", "minimize"]
 
