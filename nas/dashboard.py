@@ -30,8 +30,8 @@ from nas.errors import UserError
 from nas.report.data import gate_summaries
 from nas.report.svg import gate_svg
 
-__all__ = ["artifact_dir_for", "attach_gate_artifacts", "gate_artifact_name", "open_artifact_store",
-           "serve"]
+__all__ = ["artifact_dir_for", "attach_gate_artifacts", "attach_running_trial_gates",
+           "gate_artifact_name", "open_artifact_store", "serve"]
 
 DEFAULT_STORAGE = "sqlite:///studies.db"
 _ARTIFACT_PREFIX = "artifacts:"
@@ -99,13 +99,7 @@ def attach_gate_artifacts(study: Any, artifact_store: Any,
             name = gate_artifact_name(t.number)
             if name in on_study or name in _existing_names(t.system_attrs):
                 continue
-            path = Path(tmp) / name
-            vals = ""
-            if t.values:
-                names = study.metric_names or [str(i) for i in range(len(t.values))]
-                vals = ": " + ", ".join(f"{n}={v:.4g}" for n, v in zip(names, t.values))
-            path.write_text(gate_svg(gate_summaries(ua["gates"]),
-                                     f"{study.study_name} trial {t.number}{vals}"))
+            path = _write_gate_svg(Path(tmp) / name, study, t.number, ua["gates"], t.values)
             target = t if running else study
             upload_artifact(artifact_store=artifact_store, file_path=str(path),
                             study_or_trial=target, storage=storage if running else None,
@@ -114,6 +108,37 @@ def attach_gate_artifacts(study: Any, artifact_store: Any,
             if not running:
                 on_study.add(name)
     return uploaded
+
+
+def _write_gate_svg(path: Path, study: Any, number: int, gates: dict[str, Any],
+                    values: Iterable[float] | None) -> Path:
+    vals = ""
+    if values:
+        values = list(values)
+        names = study.metric_names or [str(i) for i in range(len(values))]
+        vals = ": " + ", ".join(f"{n}={v:.4g}" for n, v in zip(names, values))
+    path.write_text(gate_svg(gate_summaries(gates), f"{study.study_name} trial {number}{vals}"))
+    return path
+
+
+def attach_running_trial_gates(study: Any, artifact_store: Any, trial_id: int,
+                               gates: dict[str, Any], values: Iterable[float] | None = None
+                               ) -> str | None:
+    """Upload the gate plot of a full-budget trial that is still RUNNING (the search driver
+    calls this just before it records the trial as COMPLETE). Returns the name, or None
+    when the trial already has one (a re-run of the same record)."""
+    from optuna.artifacts import upload_artifact
+
+    storage = study._storage
+    trial = storage.get_trial(trial_id)
+    name = gate_artifact_name(trial.number)
+    if not gates or name in _existing_names(trial.system_attrs):
+        return None
+    with tempfile.TemporaryDirectory(prefix="nas-gates-") as tmp:
+        path = _write_gate_svg(Path(tmp) / name, study, trial.number, gates, values)
+        upload_artifact(artifact_store=artifact_store, file_path=str(path),
+                        study_or_trial=trial, storage=storage, mimetype="image/svg+xml")
+    return name
 
 
 def serve(storage_url: str, host: str = "127.0.0.1", port: int = 8080,

@@ -28,7 +28,7 @@ import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping, TextIO
+from typing import Any, Callable, Iterator, Mapping, TextIO
 
 import optuna
 from optuna.trial import TrialState
@@ -575,6 +575,23 @@ def _run_local(core: AskTellSearcher, asha: MOASHA, evaluator: EvaluatorSpec, da
                         gates=res.gate_stats, node_id="local", wall_s=res.wall_s)
 
 
+def _gate_plot_attacher(study: optuna.Study, storage_url: str
+                        ) -> Callable[[int, dict[str, Any], list[float]], None]:
+    """Attach each full-budget trial's gate plot (SVG) as an Optuna artifact on the trial,
+    in the folder beside the storage (``studies.db.artifacts/``), where optuna-dashboard
+    (``--artifact-dir``) and ``nas dashboard`` show it on the trial's page."""
+    from nas import dashboard
+
+    store: list[Any] = []
+
+    def attach(trial_id: int, gates: dict[str, Any], values: list[float]) -> None:
+        if not store:  # created on first use: a search with no full-budget trial makes none
+            store.append(dashboard.open_artifact_store(dashboard.artifact_dir_for(storage_url)))
+        dashboard.attach_running_trial_gates(study, store[0], trial_id, gates, values)
+
+    return attach
+
+
 def run_search(opts: SearchOptions, out: TextIO | None = None) -> SearchSummary:
     """Run (or resume) a search; see the module docstring."""
     out = out or sys.stderr
@@ -614,7 +631,8 @@ def _search(opts: SearchOptions, study: optuna.Study, created: bool,
             limits: Mapping[str, float], data: Any, data_spec: str, n_trials: int,
             out: TextIO, t0: float) -> SearchSummary:
     core = AskTellSearcher(study, space, objectives, cost_fn, shapes, overrides, limits,
-                           n_trials, max_skips=opts.max_skips, registry=registry)
+                           n_trials, max_skips=opts.max_skips, registry=registry,
+                           on_full_budget=_gate_plot_attacher(study, opts.storage))
     crashed = core.recovered
     progress = Progress(study, core, out, opts.quiet)
     core.on_event = progress.update

@@ -201,8 +201,14 @@ class AskTellSearcher:
                  shapes: Any, overrides: Mapping[str, Any], limits: Mapping[str, float],
                  n_trials: int, max_skips: int = 100,
                  on_event: Callable[[], None] | None = None,
-                 registry: DriverRegistry | None = None) -> None:
+                 registry: DriverRegistry | None = None,
+                 on_full_budget: Callable[[int, dict[str, Any], list[float]], None] | None = None
+                 ) -> None:
         self.study = study
+        # Called with (trial_id, gates, values) for a full-budget trial while it is still
+        # RUNNING, just before its final record (the driver attaches the gate plot there:
+        # Optuna cannot attach artifacts to a finished trial). Failures only warn.
+        self.on_full_budget = on_full_budget
         self.space = space
         self.objectives = list(objectives)
         self.cost_fn = cost_fn
@@ -456,6 +462,11 @@ class AskTellSearcher:
         elif values is not None:
             state = TrialState.COMPLETE
             attrs["status"] = "complete"
+            if self.on_full_budget is not None and gates:
+                try:
+                    self.on_full_budget(tid, gates, values)
+                except Exception as e:  # noqa: BLE001 - a plot must never cost a result
+                    warnings.warn(f"trial {number}: gate plot not attached: {e}")
         else:
             state = TrialState.PRUNED
             attrs["status"] = "stopped"

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import optuna
+from optuna.artifacts import get_all_artifact_meta
 import pytest
 from optuna.trial import TrialState
 
@@ -46,6 +47,10 @@ def test_tiny_search_on_ray_writes_honest_records(ray_session, tmp_path: Path) -
             assert t.values[0] == pytest.approx(t.intermediate_values[len(rungs) - 1])
             assert t.user_attrs["gates"] and t.user_attrs["node_id"]
             assert set(t.user_attrs["costs"]) >= {"params", "index_gflops", "query_gflops"}
+            # its gate plot is an artifact on the trial's own page, in the folder beside the db
+            metas = get_all_artifact_meta(t, storage=study._storage)
+            assert [m.filename for m in metas] == [f"gates-trial-{t.number}.svg"]
+            assert (tmp_path / "studies.db.artifacts" / metas[0].artifact_id).is_file()
         elif t.state == TrialState.PRUNED:
             assert status == "stopped" and not t.user_attrs["full_budget"]
             assert 1 <= len(t.intermediate_values) < len(rungs)
