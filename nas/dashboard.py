@@ -7,9 +7,9 @@ must be given (``--artifacts``), else ``./nas-artifacts``.
 Optuna attaches artifacts to a trial through a trial system attribute, and a finished
 trial can no longer be updated. So:
 
-- the search driver calls :func:`attach_gate_artifacts` for a full-budget trial *before*
-  it tells Optuna the trial is complete (the trial is still RUNNING): the plot is attached
-  to the trial and shows on its page;
+- the search driver calls :func:`attach_running_trial_gates` for a full-budget trial
+  *before* it records the trial as complete (the trial is still RUNNING): the plot is
+  attached to the trial and shows on its page;
 - for trials already finished without one (older studies, other drivers), ``nas dashboard``
   attaches the plot to the study instead, named ``gates-trial-<N>.svg``; it shows in the
   study's artifact list.
