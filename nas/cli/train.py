@@ -84,9 +84,8 @@ class ProgressBar:
         self.stream.flush()
 
     def line(self, text: str) -> None:
-        if not self.enabled:
-            return
-        if self.tty:
+        # Per-epoch lines are results, not progress: printed even with --no-progress.
+        if self.enabled and self.tty:
             self.stream.write("\r" + " " * 100 + "\r")
         self.stream.write(text + "\n")
         self.stream.flush()
