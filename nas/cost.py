@@ -34,6 +34,7 @@ import torch.utils.flop_counter as _fc
 from torch.utils.flop_counter import FlopCounterMode
 
 from nas.config import FusionConfig
+from nas.data import DataShapes
 
 __all__ = ["DEFAULT_SHAPES", "FlopProfile", "count_flops", "estimate_costs", "flop_profile",
            "measure_latency_ms", "random_inputs"]
@@ -92,16 +93,6 @@ _SMALL, _LARGE = 2, 4  # pair counts measured; FLOPs are affine in the count
 
 
 @dataclass(frozen=True)
-class _Shapes:
-    video_dim: int
-    audio_dim: int
-    text_dim: int
-    frames: int
-    audio_tokens: int
-    text_tokens: int
-
-
-@dataclass(frozen=True)
 class FlopProfile:
     """FLOPs of the model's pieces, per unit (affine fits ``a + b * n`` where it matters)."""
 
@@ -131,15 +122,16 @@ class FlopProfile:
         return gallery
 
 
-def _shapes_of(cfg: FusionConfig, shapes: Any) -> _Shapes:
+def _shapes_of(cfg: FusionConfig, shapes: Any) -> DataShapes:
+    # a plain, hashable DataShapes (the key of the profile cache) from any shapes-like object
     if shapes is None:
-        return _Shapes(cfg.video_dim, cfg.audio_dim, cfg.text_dim, cfg.max_frames,
+        return DataShapes(cfg.video_dim, cfg.audio_dim, cfg.text_dim, cfg.max_frames,
                        DEFAULT_SHAPES["audio_tokens"], DEFAULT_SHAPES["text_tokens"])
-    return _Shapes(int(shapes.video_dim), int(shapes.audio_dim), int(shapes.text_dim),
+    return DataShapes(int(shapes.video_dim), int(shapes.audio_dim), int(shapes.text_dim),
                    int(shapes.frames), int(shapes.audio_tokens), int(shapes.text_tokens))
 
 
-def _fit(cfg: FusionConfig, s: _Shapes) -> FusionConfig:
+def _fit(cfg: FusionConfig, s: DataShapes) -> FusionConfig:
     """The config with the data's input dims (as training builds it)."""
     want = {"video_dim": s.video_dim, "audio_dim": s.audio_dim, "text_dim": s.text_dim,
             "max_frames": max(s.frames, 1)}
@@ -147,7 +139,7 @@ def _fit(cfg: FusionConfig, s: _Shapes) -> FusionConfig:
     return cfg.replace(**changes) if changes else cfg
 
 
-def random_inputs(s: _Shapes, n_clips: int, n_texts: int, device: Any = "cpu",
+def random_inputs(s: DataShapes, n_clips: int, n_texts: int, device: Any = "cpu",
                   seed: int = 0) -> tuple[Any, Any]:
     """A ClipBatch and a TextBatch of random features, every position valid."""
     from nas.batch import ClipBatch, TextBatch
@@ -171,7 +163,7 @@ def _score_one_text(model: Any, enc: Any, tenc: Any, clip_idx: torch.Tensor) -> 
 
 
 @functools.lru_cache(maxsize=256)
-def _profile(cfg: FusionConfig, s: _Shapes) -> FlopProfile:
+def _profile(cfg: FusionConfig, s: DataShapes) -> FlopProfile:
     from nas.model import build_model
 
     torch.manual_seed(0)  # costs must not depend on the caller's RNG state...
