@@ -13,4 +13,7 @@ Public entry points:
 from nas.config import ConfigError, FusionConfig, TrainConfig
 
 __version__ = "0.1.0"
-__all__ = ["ConfigError", "FusionConfig", "TrainConfig", "__version__"]
+
+# Where studies live unless --storage says otherwise (the current folder).
+DEFAULT_STORAGE = "sqlite:///studies.db"
+__all__ = ["DEFAULT_STORAGE", "ConfigError", "FusionConfig", "TrainConfig", "__version__"]

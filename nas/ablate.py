@@ -76,7 +76,7 @@ def run_ablation(fusion: FusionConfig, train: TrainConfig, data: Any, seeds: int
     variants = ablation_variants(fusion)
     total = len(variants) * seeds
     runs: list[AblationRun] = []
-    for vi, (name, comp, cfg) in enumerate(variants):
+    for name, comp, cfg in variants:
         for s in range(seeds):
             seed = train.seed + s
             run = AblationRun(name, comp, seed, cfg.config_id)

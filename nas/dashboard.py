@@ -33,7 +33,6 @@ from nas.report.svg import gate_svg
 __all__ = ["artifact_dir_for", "attach_gate_artifacts", "attach_running_trial_gates",
            "gate_artifact_name", "open_artifact_store", "serve"]
 
-DEFAULT_STORAGE = "sqlite:///studies.db"
 _ARTIFACT_PREFIX = "artifacts:"
 
 

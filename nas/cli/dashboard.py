@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+
+from nas import DEFAULT_STORAGE
 from pathlib import Path
 
 from nas.errors import UserError
@@ -13,7 +15,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        description="Start optuna-dashboard on the storage. Gate-distribution "
                                    "plots of full-budget trials are attached as artifacts "
                                    "(stored beside the storage) before it starts.")
-    p.add_argument("--storage", default="sqlite:///studies.db",
+    p.add_argument("--storage", default=DEFAULT_STORAGE,
                    help="SQLAlchemy URL of the study storage (default: sqlite:///studies.db)")
     p.add_argument("--host", default="127.0.0.1",
                    help="interface to listen on (default 127.0.0.1: this machine only)")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+
+from nas import DEFAULT_STORAGE
 import shlex
 from typing import Any
 
@@ -14,7 +16,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        description="Pick a full-budget trial and write its FusionConfig and "
                                    "TrainConfig in the format `nas train --config` reads.")
     p.add_argument("--study", required=True, help="study name")
-    p.add_argument("--storage", default="sqlite:///studies.db",
+    p.add_argument("--storage", default=DEFAULT_STORAGE,
                    help="SQLAlchemy URL of the study storage (default: sqlite:///studies.db)")
     p.add_argument("--pick", default="knee",
                    help="knee | best:OBJECTIVE | under:OBJECTIVE<=VALUE | trial:N "

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+
+from nas import DEFAULT_STORAGE
 import sys
 
 from nas.errors import UserError
@@ -46,7 +48,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    help="search-space file or shipped name (default: gated_fusion)")
     p.add_argument("--study", default=None, metavar="NAME",
                    help="study name (default: the space's name)")
-    p.add_argument("--storage", default="sqlite:///studies.db", metavar="URL",
+    p.add_argument("--storage", default=DEFAULT_STORAGE, metavar="URL",
                    help="Optuna storage URL (default: sqlite:///studies.db)")
     p.add_argument("--data", default=None, metavar="SPEC",
                    help="'synthetic[:k=v,...]' or a feature directory (default: the space's)")

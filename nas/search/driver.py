@@ -33,6 +33,7 @@ from typing import Any, Callable, Iterator, Mapping, TextIO
 import optuna
 from optuna.trial import TrialState
 
+from nas import DEFAULT_STORAGE
 from nas.errors import UserError
 from nas.search import records
 from nas.search.evaluator import EvaluatorSpec, RayOptions, call_train, import_object
@@ -64,7 +65,7 @@ class SearchOptions:
 
     space: str = "gated_fusion"
     study: str | None = None  # default: the space's name
-    storage: str = "sqlite:///studies.db"
+    storage: str = DEFAULT_STORAGE
     data: str | None = None  # default: the space's `data`, else "synthetic"
     trials: int | None = None  # default: the space's `trials`, else 20
     sampler: str = "tpe"

@@ -28,7 +28,7 @@ import hashlib
 import json
 import math
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Container, Mapping, Sequence
 
 import optuna
@@ -166,7 +166,6 @@ class TrialSpec:
     train: dict[str, Any]
     rungs: list[float]
     costs: dict[str, float]
-    cost_vector: list[float] = field(default_factory=list)  # cost objectives as losses
 
 
 class SearchExhausted(UserError):
@@ -360,14 +359,10 @@ class AskTellSearcher:
             records.set_learning(self.study, tid, None, violations)
         spec = TrialSpec(number=trial.number, trial_id=tid, config_id=cid,
                          fusion=fusion.to_dict(), train=train.to_dict(), rungs=list(self.rungs),
-                         costs=costs, cost_vector=self._cost_vector(costs))
+                         costs=costs)
         self.in_flight[trial.number] = spec
         self.on_event()
         return spec
-
-    def _cost_vector(self, costs: Mapping[str, float]) -> list[float]:
-        return [o.as_loss(o.value(None, costs)) for o in self.objectives
-                if o.known_before_training]
 
     def _tell_infeasible(self, trial: optuna.Trial, costs: Mapping[str, float] | None,
                          violations: Mapping[str, float], attrs: Mapping[str, Any]) -> None:
