@@ -21,3 +21,11 @@ class SpaceError(UserError):
 
 class TrainingFailed(NasError):
     """Training could not go on (NaN/inf loss, ...). The message says where and why."""
+
+
+class SearchStopped(NasError):
+    """The search stopped on an infrastructure fault (database gone, disk full, Ray head
+    lost) with everything finished recorded; running the same command again resumes.
+    The CLI prints the one-line message and exits 75 (EX_TEMPFAIL)."""
+
+    exit_code = 75

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
-
-from nas import DEFAULT_STORAGE
+import os
+import re
 import sys
 
-from nas.errors import UserError
+from nas import DEFAULT_STORAGE
+from nas.errors import SearchStopped, UserError
 
 __all__ = ["add_parser", "run"]
 
@@ -30,6 +31,28 @@ def _nonneg_float(s: str) -> float:
     if v < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {s}")
     return v
+
+
+_UNITS_S = {"": 1.0, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
+_UNITS_B = {"": 1, "b": 1, "k": 2**10, "kb": 10**3, "kib": 2**10, "m": 2**20, "mb": 10**6,
+            "mib": 2**20, "g": 2**30, "gb": 10**9, "gib": 2**30}
+
+
+def _parse(s: str, units: dict, what: str) -> float:
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", s)
+    if not m or m.group(2).lower() not in units:
+        raise argparse.ArgumentTypeError(f"{s!r} is not a {what}")
+    return float(m.group(1)) * units[m.group(2).lower()]
+
+
+def duration(s: str) -> float:
+    """'30s', '2m', '1.5h' or plain seconds -> seconds."""
+    return _parse(s, _UNITS_S, "duration (e.g. 30s, 2m, 1h)")
+
+
+def size(s: str) -> float:
+    """'100MB', '1GiB', '0' -> bytes."""
+    return _parse(s, _UNITS_B, "size (e.g. 100MB, 1GiB, 0)")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -75,6 +98,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--no-prune", action="store_true", help="train every trial to full budget")
     p.add_argument("--trial-retries", type=int, default=0, metavar="N",
                    help="restart a trial whose worker died up to N times")
+    p.add_argument("--trial-timeout", type=duration, default=None, metavar="DURATION",
+                   help="fail a trial that runs longer than this (e.g. 30m) and free its "
+                        "worker (default: no limit)")
+    p.add_argument("--db-retry", type=duration,
+                   default=os.environ.get("NAS_DB_RETRY", "120s"), metavar="DURATION",
+                   help="how long to wait for the database through an outage (restart, "
+                        "failover) before stopping (default: $NAS_DB_RETRY or 120s)")
+    p.add_argument("--min-free", type=size, default="100MiB", metavar="SIZE",
+                   help="start no new trial when the study's or the artifacts' disk has "
+                        "less free space; stop cleanly instead (default: 100MiB; 0: off)")
     p.add_argument("--quiet", action="store_true", help="no progress line")
     # Hidden: the torch-free fake evaluator and in-process execution (tests, debugging).
     p.add_argument("--evaluator", default="real", choices=["real", "fake"],
@@ -106,8 +139,13 @@ def run(args: argparse.Namespace) -> int:
                        cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
                        max_failures=args.trial_retries),
         evaluator=EvaluatorSpec.named(args.evaluator), executor=args.executor,
-        quiet=args.quiet)
-    summary = run_search(opts)
+        quiet=args.quiet, db_retry_s=args.db_retry, min_free=args.min_free,
+        trial_timeout_s=args.trial_timeout)
+    try:
+        summary = run_search(opts)
+    except SearchStopped as e:  # an infrastructure fault: nothing lost, rerun to resume
+        print(f"nas search: error: {e}", file=sys.stderr)
+        return e.exit_code
     import optuna as _o
 
     study = _o.load_study(study_name=summary.study_name, storage=opts.storage)

@@ -34,7 +34,7 @@ import optuna
 from optuna.trial import TrialState
 
 from nas import DEFAULT_STORAGE
-from nas.errors import UserError
+from nas.errors import SearchStopped, UserError
 from nas.search import records
 from nas.search.evaluator import EvaluatorSpec, RayOptions, call_train, import_object
 from nas.search.faults import faultpoint
@@ -45,6 +45,7 @@ from nas.search.pareto import pareto_front, study_hypervolume
 from nas.search.scheduler import MOASHA
 from nas.search.searcher import AskTellSearcher, make_sampler, requeue
 from nas.search.space import ProxyBudget, SearchSpace, load_space
+from nas.search.storage import Abort, StorageGuard
 
 __all__ = ["SearchOptions", "SearchSummary", "run_search", "warm_start_configs",
            "format_front"]
@@ -81,6 +82,11 @@ class SearchOptions:
     executor: str = "ray"  # "ray" | "local" (in-process, sequential: tests, debugging)
     quiet: bool = False
     max_skips: int = 100  # proposals in a row that cannot be trained before giving up
+    # Faults on a cluster (docs/reliability.md): how long to wait for the database through
+    # an outage, the free space below which no new trial starts, a per-trial time limit.
+    db_retry_s: float = 120.0
+    min_free: float = 100 * 2**20
+    trial_timeout_s: float | None = None
 
 
 @dataclass
@@ -153,8 +159,10 @@ def _storage(url: str) -> optuna.storages.RDBStorage:
     kwargs: dict[str, Any] = {}
     if url.startswith("sqlite:"):
         kwargs = {"connect_args": {"timeout": 60}}
-    else:
+    else:  # a pooled connection that died with a database restart is replaced, not used
         kwargs = {"pool_pre_ping": True}
+        if url.startswith("postgresql"):
+            kwargs["connect_args"] = {"connect_timeout": 10}  # a lost host: no long hang
     try:
         for attempt in range(5):
             try:
@@ -324,7 +332,7 @@ def _initialise(study: optuna.Study, opts: SearchOptions, space: SearchSpace,
 
 def _open_study(opts: SearchOptions, space: SearchSpace, objectives: list[Objective],
                 sampler: optuna.samplers.BaseSampler, data_spec: str, overrides: Mapping[str, Any],
-                hv_ref: Any, ready_timeout_s: float = 120.0
+                hv_ref: Any, guard: StorageGuard, ready_timeout_s: float = 120.0
                 ) -> tuple[optuna.Study, bool, DriverRegistry]:
     """Create or load the study, register this driver in it, and check it matches.
 
@@ -332,7 +340,8 @@ def _open_study(opts: SearchOptions, space: SearchSpace, objectives: list[Object
     loads the study and waits until the creator has initialised it (or initialises it
     itself when the creator died half-way).
     """
-    storage = _storage(opts.storage)
+    rdb = _storage(opts.storage)
+    storage = guard.wrap(rdb)  # every call retried through a database outage
     name = opts.study or space.name
     directions = [o.direction for o in objectives]
     names = [o.name for o in objectives]
@@ -348,7 +357,7 @@ def _open_study(opts: SearchOptions, space: SearchSpace, objectives: list[Object
             study = optuna.load_study(study_name=name, storage=storage, sampler=sampler)
     if not created and _is_ready(study):
         _check_matches(study, opts, space, names, directions, data_spec)
-    _enable_wal(storage)
+    _enable_wal(rdb)
     registry = DriverRegistry(study)
     registry.start()
     entries = registry.entries()
@@ -539,14 +548,44 @@ def format_front(study: optuna.Study, front: list[optuna.trial.FrozenTrial] | No
 
 # ----------------------------------------------------------------------------- execution
 
+class _Halt:
+    """Why no new trial should start (the first check that says so), else None."""
+
+    def __init__(self, *checks: Callable[[], str | None]) -> None:
+        self.checks = checks
+        self.reason: str | None = None
+
+    def __call__(self) -> str | None:
+        if self.reason is None:
+            self.reason = next((r for r in (c() for c in self.checks) if r), None)
+        return self.reason
+
+
+def _wind_up(core: AskTellSearcher, progress: "Progress", reason: str,
+             aborted: Abort | None) -> None:
+    """Record the trials still running as FAIL ``reason`` and re-queue them; after an
+    ``Abort`` (database gone, disk full), say which could not be, then re-raise it."""
+    try:
+        core.abandon(reason)
+        progress.close()
+    except Abort as again:
+        aborted = aborted or again
+        left = len(core.in_flight) + 1
+        aborted.message += (f"; up to {left} running trial(s) could not be recorded: the "
+                            "next run marks them failed and re-queues them")
+        core.in_flight.clear()
+    if aborted is not None:
+        raise aborted
+
+
 def _run_local(core: AskTellSearcher, asha: MOASHA, evaluator: EvaluatorSpec, data: Any,
-               guard: Any) -> None:
+               guard: Any, halt: Callable[[], str | None] = lambda: None) -> None:
     """Sequential in-process execution with the same searcher and scheduler (no Ray)."""
     from nas.config import FusionConfig, TrainConfig
 
     train_fn = import_object(evaluator.train)
     last = len(core.rungs) - 1
-    while True:
+    while not halt():
         with guard():
             spec = core.next()
         if spec is None:
@@ -616,14 +655,33 @@ def run_search(opts: SearchOptions, out: TextIO | None = None) -> SearchSummary:
     shapes = data.shapes
     overrides = _data_overrides(shapes)
 
-    study, created, registry = _open_study(
-        opts, space, objectives, sampler, data_spec, overrides,
-        lambda: _hv_reference(objectives, space, overrides, cost_fn, shapes, limits, data))
+    if opts.trial_timeout_s and opts.executor == "local":
+        raise UserError("--trial-timeout needs the Ray executor (a trial in the driver's own "
+                        "process cannot be stopped)")
+    from nas import dashboard
+
+    store = StorageGuard(opts.storage, opts.db_retry_s, opts.min_free,
+                         dashboard.artifact_dir_for(opts.storage), out)
+    low = store.low_disk()
+    if low:
+        raise SearchStopped(f"--storage {store.shown}: not starting: {low}")
+    try:
+        study, created, registry = _open_study(
+            opts, space, objectives, sampler, data_spec, overrides,
+            lambda: _hv_reference(objectives, space, overrides, cost_fn, shapes, limits, data),
+            store)
+    except Abort as e:
+        raise SearchStopped(e.message) from None
     try:
         return _search(opts, study, created, registry, space, objectives, cost_fn, shapes,
                        overrides, limits, data, data_spec, n_trials, out, t0)
+    except Abort as e:
+        raise SearchStopped(e.message) from None
     finally:
-        registry.stop()
+        try:
+            registry.stop()
+        except Abort:
+            pass  # not marked ended: the next driver sees this process gone all the same
 
 
 def _search(opts: SearchOptions, study: optuna.Study, created: bool,
@@ -650,23 +708,29 @@ def _search(opts: SearchOptions, study: optuna.Study, created: bool,
     guard = _SigintGuard()
     guard.install()
     interrupted = False
+    halt = _Halt(study._storage.guard.low_disk)
+    aborted: Abort | None = None
     try:
         if core.remaining > 0:
             if opts.executor == "local":
-                _run_local(core, asha, opts.evaluator, data, guard)
+                _run_local(core, asha, opts.evaluator, data, guard, halt)
             else:
                 from nas.search import ray_adapter  # the only module that imports Ray
 
                 del data  # the workers load their own copy
-                ray_adapter.run_tune(core, asha, opts.evaluator, data_spec, opts.ray, guard)
+                ray_adapter.run_tune(core, asha, opts.evaluator, data_spec, opts.ray, guard,
+                                     halt=halt, trial_timeout_s=opts.trial_timeout_s)
     except KeyboardInterrupt:
         interrupted = True
+    except Abort as e:
+        aborted = e
     finally:
         guard.uninstall()
         # Anything still running did not finish: record it honestly and re-queue it.
         reason = "interrupted" if interrupted else "driver stopped before the trial ended"
-        core.abandon(reason)
-        progress.close()
+        _wind_up(core, progress, aborted.reason if aborted else reason, aborted)
+    if halt.reason:
+        raise SearchStopped(f"stopped starting new trials: {halt.reason}")
     front = pareto_front(study)
     states: dict[str, int] = {}
     trials = study.get_trials(deepcopy=False)

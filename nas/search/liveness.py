@@ -30,6 +30,8 @@ from typing import Any, Mapping
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from nas.search.storage import Abort
+
 __all__ = ["DriverRegistry", "DRIVER_KEY", "HEARTBEAT_S", "GRACE_S"]
 
 DRIVER_KEY = "nas:driver"
@@ -104,8 +106,8 @@ class DriverRegistry:
         while not self._stop.wait(self.heartbeat_s):
             try:
                 self._write()
-            except Exception:  # noqa: BLE001 - a missed beat is retried; never kill the run
-                pass
+            except (Exception, Abort):  # noqa: BLE001 - a missed beat is retried next time;
+                pass  # the main thread meets the same fault and stops the search itself
 
     def stop(self) -> None:
         """Stop the heartbeat and mark this driver ended (a normal exit)."""

@@ -10,16 +10,25 @@
   values).
 - ``_Scheduler``: MO-ASHA (``nas.search.scheduler.MOASHA``) as a Tune ``FIFOScheduler``:
   ``on_trial_result`` returns CONTINUE or STOP per rung.
+- ``_Deadlines``: ``--trial-timeout`` as a Tune callback: a trial running longer is
+  failed with the reason and its worker process killed (freed for the next trial).
+- ``_HeadWatch``: with ``--address``, notices within seconds that the Ray head is gone
+  (its GCS port refuses connections) and stops the search with one line, instead of the
+  minute Ray's driver spends reconnecting.
 - ``run_tune``: starts (or connects to) Ray, runs the ``Tuner`` and returns.
 """
 
 from __future__ import annotations
 
+import _thread
 import json
 import logging
 import os
 import re
+import socket
+import sys
 import tempfile
+import threading
 import time
 from contextlib import nullcontext
 from dataclasses import asdict
@@ -36,6 +45,7 @@ os.environ.setdefault("TUNE_DISABLE_AUTO_INIT", "1")
 
 import ray  # noqa: E402
 from ray import tune  # noqa: E402
+from ray.tune import Callback  # noqa: E402
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler  # noqa: E402
 from ray.tune.search import Searcher  # noqa: E402
 
@@ -43,6 +53,7 @@ from nas.search.evaluator import (EvaluatorSpec, RayOptions, call_train,  # noqa
                                   import_object)
 from nas.search.scheduler import MOASHA  # noqa: E402
 from nas.search.searcher import AskTellSearcher, TrialSpec  # noqa: E402
+from nas.search.storage import Abort  # noqa: E402
 
 __all__ = ["EvaluatorSpec", "RayOptions", "import_object", "run_tune", "trainable"]
 
@@ -109,8 +120,10 @@ class _Searcher(Searcher):
     """Tune searcher over the Optuna ask/tell searcher (runs in the driver process)."""
 
     def __init__(self, core: AskTellSearcher, evaluator: EvaluatorSpec, data_spec: str,
-                 gpus: float, guard: Callable[[], ContextManager[Any]]) -> None:
+                 gpus: float, guard: Callable[[], ContextManager[Any]],
+                 halt: Callable[[], str | None] | None = None) -> None:
         super().__init__(metric=None, mode=None)
+        self.halt = halt  # says why no new trial should start (e.g. the disk is nearly full)
         self.core = core
         self.evaluator = evaluator
         self.data_spec = data_spec
@@ -121,6 +134,8 @@ class _Searcher(Searcher):
         self.retries: dict[str, int] = {}  # Tune trial id -> restarts after a worker died
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+        if self.halt is not None and self.halt():
+            return Searcher.FINISHED  # the running trials finish and are recorded
         with self.guard():
             spec = self.core.next()
         if spec is None:
@@ -192,7 +207,7 @@ class _Scheduler(FIFOScheduler):
     def on_trial_error(self, tune_controller: Any, trial: Any) -> None:
         """The trial's worker failed for good (retries used up): keep the reason for the
         searcher, which Tune calls next (``on_trial_complete(error=True)``)."""
-        self.searcher.errors[trial.trial_id] = _worker_error(trial)
+        self.searcher.errors.setdefault(trial.trial_id, _worker_error(trial))
         self.searcher.retries[trial.trial_id] = max(0, int(trial.num_failures) - 1)
 
     def on_trial_result(self, tune_controller: Any, trial: Any, result: dict[str, Any]) -> str:
@@ -248,6 +263,109 @@ class _Placeholder:
     """What a pickled searcher/scheduler becomes (Tune's restore is not used)."""
 
 
+def fmt_duration(s: float) -> str:
+    """30 -> '30s', 90 -> '1m30s', 7200 -> '2h'."""
+    s = int(round(s))
+    parts = [(s // 3600, "h"), (s % 3600 // 60, "m"), (s % 60, "s")]
+    return "".join(f"{v}{u}" for v, u in parts if v) or "0s"
+
+
+class _Deadlines(Callback):
+    """``--trial-timeout``: checked at every step of Tune's loop (every ~0.1 s). A trial
+    over its time is failed with the reason and its worker process killed (a stuck trial
+    cannot be asked to stop; killing frees its CPUs/GPU for the next trial). It is not
+    retried: a trial that is too slow once is too slow again."""
+
+    def __init__(self, searcher: _Searcher, timeout_s: float) -> None:
+        self.searcher = searcher
+        self.timeout_s = timeout_s
+        self.started: dict[str, float] = {}
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.started[trial.trial_id] = time.monotonic()
+
+    def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
+        now = time.monotonic()
+        for trial in trials:
+            t0 = self.started.get(trial.trial_id)
+            if t0 is None or now - t0 <= self.timeout_s or trial.status != "RUNNING":
+                continue
+            del self.started[trial.trial_id]
+            actor = trial.temporary_state.ray_actor
+            if actor is None:
+                continue
+            number = self.searcher.numbers.get(trial.trial_id)
+            epochs = self.searcher.core.rung_metrics.get(number, {}).get("epochs", 0.0)
+            self.searcher.errors[trial.trial_id] = (
+                f"exceeded --trial-timeout {fmt_duration(self.timeout_s)} at epoch "
+                f"{float(epochs):g} (ran {fmt_duration(now - t0)}; its worker was stopped)")
+            trial.max_failures = 0  # not retried (see the class docstring)
+            ray.kill(actor, no_restart=True)
+
+    def __reduce__(self) -> tuple:
+        return (_Placeholder, ())
+
+
+class _HeadWatch:
+    """With ``--address``: a thread that checks the head's GCS port every second. Gone
+    for ``lost_after_s``: interrupt the main thread (``run_tune`` turns it into an
+    ``Abort`` with one line); if the main thread is stuck in Ray and does not come back
+    within ``exit_after_s`` more, print the line and exit (the next run recovers the
+    trials left running, as after any driver crash)."""
+
+    def __init__(self, address: str, lost_after_s: float = 5.0,
+                 exit_after_s: float = 20.0) -> None:
+        host, _, port = address.split("://", 1)[-1].rpartition(":")
+        self.address = address
+        self.target = (host.strip("[]"), int(port))
+        self.lost_after_s = lost_after_s
+        self.exit_after_s = exit_after_s
+        self.lost = False
+        self.handled = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="nas-head-watch", daemon=True)
+
+    def start(self) -> "_HeadWatch":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _reachable(self) -> bool:
+        try:
+            with socket.create_connection(self.target, timeout=1.0):
+                return True
+        except OSError:
+            return False
+
+    def message(self) -> str:
+        return (f"--address {self.address}: the Ray head has been unreachable for "
+                f"{self.lost_after_s:g} s; stopped. Finished trials are kept and the running "
+                "ones re-queued: start the head again (ray start --head ...) and run the "
+                "same command to resume")
+
+    def _run(self) -> None:
+        down_since: float | None = None
+        while not self._stop.wait(1.0):
+            if self._reachable():
+                down_since = None
+                continue
+            now = time.monotonic()
+            down_since = down_since or now
+            if now - down_since >= self.lost_after_s:
+                break
+        else:
+            return
+        self.lost = True
+        _thread.interrupt_main()
+        if self.handled.wait(self.exit_after_s) or self._stop.is_set():
+            return
+        sys.stderr.write(f"nas search: error: {self.message()}\n")
+        sys.stderr.flush()
+        os._exit(75)
+
+
 def _trial_name(trial: Any) -> str:
     number = trial.config.get("spec", {}).get("number", "x")
     return f"trial_{number}_{trial.trial_id}"
@@ -273,17 +391,23 @@ def cluster_cpus() -> float:
 
 def run_tune(core: AskTellSearcher, asha: MOASHA, evaluator: EvaluatorSpec, data_spec: str,
              opts: RayOptions, guard: Callable[[], ContextManager[Any]] = nullcontext,
-             on_start: Callable[[float], None] | None = None) -> None:
-    """Run trials on Ray Tune until the searcher has nothing more to ask."""
+             on_start: Callable[[float], None] | None = None,
+             halt: Callable[[], str | None] | None = None,
+             trial_timeout_s: float | None = None) -> None:
+    """Run trials on Ray Tune until the searcher has nothing more to ask (or ``halt``
+    says why no new trial should start). Raises ``Abort`` when the Ray head is lost."""
     started = _init_ray(opts)
     workdir = tempfile.mkdtemp(prefix="nas-tune-")
+    watch = _HeadWatch(opts.address).start() if opts.address not in (None, "", "auto",
+                                                                     "local") else None
     try:
         cpus = cluster_cpus()
         concurrency = opts.concurrency or max(1, int(cpus // max(opts.cpus_per_trial, 1e-9)))
         if on_start:
             on_start(concurrency)
-        searcher = _Searcher(core, evaluator, data_spec, opts.gpus_per_trial, guard)
+        searcher = _Searcher(core, evaluator, data_spec, opts.gpus_per_trial, guard, halt)
         scheduler = _Scheduler(searcher, asha, guard)
+        callbacks = [_Deadlines(searcher, trial_timeout_s)] if trial_timeout_s else []
         resources = {"cpu": opts.cpus_per_trial, "gpu": opts.gpus_per_trial}
         tuner = tune.Tuner(
             tune.with_resources(trainable, resources),
@@ -296,7 +420,7 @@ def run_tune(core: AskTellSearcher, asha: MOASHA, evaluator: EvaluatorSpec, data
                 name="nas", storage_path=workdir, verbose=0,
                 failure_config=tune.FailureConfig(max_failures=opts.max_failures),
                 checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=False),
-                log_to_file=False),
+                log_to_file=False, callbacks=callbacks),
         )
         # Tune's result grid looks for per-trial result files that we do not write (the
         # study holds the results): keep its warnings about them off the terminal.
@@ -305,10 +429,17 @@ def run_tune(core: AskTellSearcher, asha: MOASHA, evaluator: EvaluatorSpec, data
         quiet.setLevel(logging.ERROR)
         try:
             tuner.fit()
+        except KeyboardInterrupt:
+            if watch is not None and watch.lost:
+                watch.handled.set()
+                raise Abort(watch.message(), "driver stopped: Ray head lost") from None
+            raise
         finally:
             quiet.setLevel(level)
     finally:
         import shutil
         shutil.rmtree(workdir, ignore_errors=True)
-        if started:
-            ray.shutdown()
+        if watch is not None:
+            watch.stop()
+        if started and not (watch is not None and watch.lost):
+            ray.shutdown()  # (with the head gone it would wait on it: the process exits)

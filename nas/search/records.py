@@ -20,6 +20,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from nas.search.faults import faultpoint
+from nas.search.storage import retrying
 
 __all__ = ["LEARN_KEY", "CONSTRAINTS_KEY", "STATUS", "set_attrs", "record_rung",
            "set_learning", "tell", "trained_config_ids", "counted", "TRAINED_STATUSES",
@@ -89,13 +90,16 @@ def _write(study: optuna.Study, trial_id: int, step_value: tuple[int, float] | N
     from optuna.storages._rdb import models
     from optuna.storages._rdb.storage import _create_scoped_session
 
-    with _create_scoped_session(backend.scoped_session, True) as session:
-        if step_value is not None:
-            backend._set_trial_intermediate_value_without_commit(session, trial_id,
-                                                                 *step_value)
-        for k, v in attrs.items():
-            backend._set_trial_attr_without_commit(
-                session, models.TrialUserAttributeModel, trial_id, k, v)
+    def transaction() -> None:  # retried as a whole through a database restart
+        with _create_scoped_session(backend.scoped_session, True) as session:
+            if step_value is not None:
+                backend._set_trial_intermediate_value_without_commit(session, trial_id,
+                                                                     *step_value)
+            for k, v in attrs.items():
+                backend._set_trial_attr_without_commit(
+                    session, models.TrialUserAttributeModel, trial_id, k, v)
+
+    retrying(study, transaction)
 
 
 def set_learning(study: optuna.Study, trial_id: int, values: Sequence[float] | None,
@@ -186,20 +190,24 @@ def write_final(study: optuna.Study, trial_id: int, state: TrialState,
         from optuna.storages._rdb import models
         from optuna.storages._rdb.storage import _create_scoped_session
 
-        with _create_scoped_session(backend.scoped_session) as session:
-            row = models.TrialModel.find_or_raise_by_id(trial_id, session, for_update=True)
-            backend.check_trial_is_updatable(trial_id, row.state)
-            for k, v in attrs.items():
-                backend._set_trial_attr_without_commit(
-                    session, models.TrialUserAttributeModel, trial_id, k, v)
-            for k, v in system_attrs.items():
-                backend._set_trial_attr_without_commit(
-                    session, models.TrialSystemAttributeModel, trial_id, k, v)
-            faultpoint("mid_record")  # test hook: a crash here must roll everything back
-            for i, v in enumerate(vals or []):
-                backend._set_trial_value_without_commit(session, row, i, v)
-            row.state = state
-            row.datetime_complete = datetime.now()
+        def transaction() -> None:  # all or nothing, so it is safe to retry as a whole
+            with _create_scoped_session(backend.scoped_session) as session:
+                row = models.TrialModel.find_or_raise_by_id(trial_id, session,
+                                                            for_update=True)
+                backend.check_trial_is_updatable(trial_id, row.state)
+                for k, v in attrs.items():
+                    backend._set_trial_attr_without_commit(
+                        session, models.TrialUserAttributeModel, trial_id, k, v)
+                for k, v in system_attrs.items():
+                    backend._set_trial_attr_without_commit(
+                        session, models.TrialSystemAttributeModel, trial_id, k, v)
+                faultpoint("mid_record")  # test hook: a crash here must roll all back
+                for i, v in enumerate(vals or []):
+                    backend._set_trial_value_without_commit(session, row, i, v)
+                row.state = state
+                row.datetime_complete = datetime.now()
+
+        retrying(study, transaction)
         return
     for k, v in attrs.items():
         study._storage.set_trial_user_attr(trial_id, k, v)

@@ -115,3 +115,89 @@ def assert_kept(before: dict[int, tuple], url: str, name: str) -> None:
     after = snapshot(url, name)
     for n, rec in before.items():
         assert after.get(n) == rec, (n, rec, after.get(n))
+
+
+class LiveDriver:
+    """`python -m nas ARGS` running in the background (its own session), its stderr
+    lines kept with the time each arrived (time.monotonic()), for tests that act on
+    the infrastructure while it runs. ``wait()`` returns the exit status; ``close()``
+    kills what is left of its process group."""
+
+    def __init__(self, args: Sequence[str], cwd: Path, **env: str) -> None:
+        import threading
+        import time
+
+        self.t0 = time.monotonic()
+        self.proc = subprocess.Popen([sys.executable, "-m", "nas", *args], cwd=cwd,
+                                     env=nas_env(**env), stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True,
+                                     start_new_session=True)
+        self.lines: list[tuple[float, str]] = []
+        self.stdout = ""
+
+        def read_err() -> None:
+            for line in self.proc.stderr:
+                self.lines.append((time.monotonic(), line.rstrip("\n")))
+
+        def read_out() -> None:
+            self.stdout = self.proc.stdout.read()
+
+        self._readers = [threading.Thread(target=f, daemon=True) for f in (read_err, read_out)]
+        for t in self._readers:
+            t.start()
+
+    @property
+    def stderr(self) -> str:
+        return "\n".join(line for _, line in self.lines)
+
+    def first(self, needle: str) -> float | None:
+        """When the first stderr line containing ``needle`` arrived, else None."""
+        return next((t for t, line in self.lines if needle in line), None)
+
+    def wait(self, timeout: float) -> int:
+        try:
+            rc = self.proc.wait(timeout=timeout)
+        finally:
+            _kill_group(self.proc.pid)
+        for t in self._readers:
+            t.join(timeout=5)
+        return rc
+
+    def close(self) -> None:
+        _kill_group(self.proc.pid)
+
+
+def wait_for(cond, timeout: float, what: str, every: float = 0.2):
+    """Poll ``cond()`` until it returns something truthy (returned), or fail naming ``what``."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = cond()
+        if v:
+            return v
+        time.sleep(every)
+    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def status_counts(url: str, name: str) -> Counter:
+    """status attr -> count, plus 'RUNNING' (trials in that state), read with a fresh
+    connection that is closed again (so a database restart does not see it)."""
+    storage = optuna.storages.RDBStorage(url)
+    try:
+        try:
+            study = optuna.load_study(study_name=name, storage=storage)
+        except KeyError:
+            return Counter()
+        trials = study.get_trials(deepcopy=False)
+        c = Counter(t.user_attrs.get("status") for t in trials)
+        c["RUNNING"] = sum(t.state == TrialState.RUNNING for t in trials)
+        return c
+    finally:
+        storage.engine.dispose()
+
+
+def assert_study_sound(study: optuna.Study, n_trials: int) -> Counter:
+    """check_finished, and the counts by state (returned, for the figures)."""
+    check_finished(study, n_trials)
+    return Counter(t.state.name for t in study.get_trials(deepcopy=False))
