@@ -117,11 +117,11 @@ def test_disk_fills_up_completely(tmpfs: Path, tmp_path: Path) -> None:
 def test_free_space_below_min_free_stops_cleanly(tmpfs: Path, tmp_path: Path) -> None:
     db = tmpfs / "studies.db"
     url = f"sqlite:///{db}"
-    cmd = _cmd(url, 12, "--min-free", "1MiB")
+    cmd = _cmd(url, 12, "--min-free", "2MiB")
     d = LiveDriver(cmd, tmp_path, NAS_FAKE_SLEEP="0.2")
     try:
         wait_for(lambda: _trained(url) >= 3, 120, "3 trained trials")
-        _fill(tmpfs / "filler", leave=512 * 1024)
+        _fill(tmpfs / "filler", leave=256 * 1024)
         t_low = time.monotonic()
         rc = d.wait(timeout=60)
         took = time.monotonic() - t_low
@@ -133,7 +133,7 @@ def test_free_space_below_min_free_stops_cleanly(tmpfs: Path, tmp_path: Path) ->
     last = err.strip().splitlines()[-1]
     assert last.startswith("nas search: error: stopped starting new trials: "
                            f"{tmpfs} has "), last
-    assert "below --min-free 1.0 MiB" in last and "run the same command again" in last, last
+    assert "below --min-free 2.0 MiB" in last and "run the same command again" in last, last
     _intact(db)
     study = load(url, "d")
     check_records(study)
@@ -142,7 +142,7 @@ def test_free_space_below_min_free_stops_cleanly(tmpfs: Path, tmp_path: Path) ->
     # Still short of space: refuses to start (or, when closing the study gave back the
     # space of its write-ahead log, starts no trial); trains nothing.
     r = run_nas(cmd, tmp_path)
-    assert r.returncode == 75 and "below --min-free 1.0 MiB" in r.stderr, r.stderr[-2000:]
+    assert r.returncode == 75 and "below --min-free 2.0 MiB" in r.stderr, r.stderr[-2000:]
     assert snapshot(url, "d") == before
     (tmpfs / "filler").unlink()
     r = run_nas(cmd, tmp_path)
