@@ -42,6 +42,9 @@ os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 # Ctrl-C is handled by the driver (it records interrupted trials), not by Tune.
 os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
 os.environ.setdefault("TUNE_DISABLE_AUTO_INIT", "1")
+# A failed trial's reason goes into the study (fail_reason); Tune's traceback of it would
+# only bury the driver's own one-line messages.
+os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
 
 import ray  # noqa: E402
 from ray import tune  # noqa: E402
@@ -366,6 +369,15 @@ class _HeadWatch:
         os._exit(75)
 
 
+class _DropMessage(logging.Filter):
+    def __init__(self, prefix: str) -> None:
+        super().__init__()
+        self.prefix = prefix
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.prefix)
+
+
 def _trial_name(trial: Any) -> str:
     number = trial.config.get("spec", {}).get("number", "x")
     return f"trial_{number}_{trial.trial_id}"
@@ -427,6 +439,8 @@ def run_tune(core: AskTellSearcher, asha: MOASHA, evaluator: EvaluatorSpec, data
         quiet = logging.getLogger("ray.tune")
         level = quiet.level
         quiet.setLevel(logging.ERROR)
+        unfinished = _DropMessage("Trials did not complete")  # failed ones: in the study
+        logging.getLogger("ray.tune.tune").addFilter(unfinished)
         try:
             tuner.fit()
         except KeyboardInterrupt:
@@ -436,6 +450,7 @@ def run_tune(core: AskTellSearcher, asha: MOASHA, evaluator: EvaluatorSpec, data
             raise
         finally:
             quiet.setLevel(level)
+            logging.getLogger("ray.tune.tune").removeFilter(unfinished)
     finally:
         import shutil
         shutil.rmtree(workdir, ignore_errors=True)

@@ -24,6 +24,9 @@ every trial whose FusionConfig/TrainConfig field FIELD prints as VALUE, at its f
 - ``nan``        every metric is NaN (from the first rung)
 - ``exit_once``  ``exit`` on the first attempt of each configuration only (a marker file
                  in the folder given as ``exit_once:FIELD=VALUE@DIR``); a retry succeeds
+- ``hang``       the trial never reports its first rung (sleeps an hour); with
+                 ``hang:FIELD=VALUE@DIR`` it first writes ``DIR/hang-<pid>`` (tests check
+                 that ``--trial-timeout`` ended that process)
 - ``sleep``      ``sleep:SECONDS`` per rung, on every trial (like ``NAS_FAKE_SLEEP``, which
                  does not reach the workers of a cluster started elsewhere)
 - ``forbid``     ``forbid:PATH`` raises if this worker process has PATH open or sees it in
@@ -82,7 +85,7 @@ class Fault:
         return False
 
 
-FAULT_KINDS = ("exit", "kill", "raise", "nan", "exit_once", "forbid", "sleep")
+FAULT_KINDS = ("exit", "kill", "raise", "nan", "exit_once", "forbid", "sleep", "hang")
 
 
 def _fmt(v: Any) -> str:
@@ -127,6 +130,10 @@ def _trigger(f: Fault, fusion: Any) -> None:
         os._exit(3)
     if f.kind == "sleep":
         return
+    if f.kind == "hang":
+        if f.where:
+            open(os.path.join(f.where, f"hang-{os.getpid()}"), "w").close()
+        time.sleep(3600)
     if f.kind == "forbid":
         path = os.path.realpath(f.where)
         fds = "/proc/self/fd"
