@@ -312,12 +312,14 @@ class _Deadlines(Callback):
 class _HeadWatch:
     """With ``--address``: a thread that checks the head's GCS port every second. Gone
     for ``lost_after_s``: interrupt the main thread (``run_tune`` turns it into an
-    ``Abort`` with one line); if the main thread is stuck in Ray and does not come back
-    within ``exit_after_s`` more, print the line and exit (the next run recovers the
-    trials left running, as after any driver crash)."""
+    ``Abort`` with one line). The main thread is often stuck in a call to the head's
+    GCS that only gives up after a minute (Tune creating its next trial): if it has not
+    come back within ``exit_after_s``, this thread records the running trials itself
+    (``on_lost``: FAIL "Ray head lost", re-queued), prints the line and exits 75."""
 
-    def __init__(self, address: str, lost_after_s: float = 5.0,
-                 exit_after_s: float = 20.0) -> None:
+    def __init__(self, address: str, on_lost: Callable[[], None],
+                 lost_after_s: float = 5.0, exit_after_s: float = 3.0) -> None:
+        self.on_lost = on_lost
         host, _, port = address.split("://", 1)[-1].rpartition(":")
         self.address = address
         self.target = (host.strip("[]"), int(port))
@@ -364,6 +366,10 @@ class _HeadWatch:
         _thread.interrupt_main()
         if self.handled.wait(self.exit_after_s) or self._stop.is_set():
             return
+        try:
+            self.on_lost()
+        except BaseException:  # noqa: BLE001 - the next run recovers what is left RUNNING
+            pass
         sys.stderr.write(f"nas search: error: {self.message()}\n")
         sys.stderr.flush()
         os._exit(75)
@@ -410,8 +416,9 @@ def run_tune(core: AskTellSearcher, asha: MOASHA, evaluator: EvaluatorSpec, data
     says why no new trial should start). Raises ``Abort`` when the Ray head is lost."""
     started = _init_ray(opts)
     workdir = tempfile.mkdtemp(prefix="nas-tune-")
-    watch = _HeadWatch(opts.address).start() if opts.address not in (None, "", "auto",
-                                                                     "local") else None
+    lost = "driver stopped: Ray head lost"
+    watch = _HeadWatch(opts.address, lambda: core.abandon(lost)).start() \
+        if opts.address not in (None, "", "auto", "local") else None
     try:
         cpus = cluster_cpus()
         concurrency = opts.concurrency or max(1, int(cpus // max(opts.cpus_per_trial, 1e-9)))
@@ -446,7 +453,7 @@ def run_tune(core: AskTellSearcher, asha: MOASHA, evaluator: EvaluatorSpec, data
         except KeyboardInterrupt:
             if watch is not None and watch.lost:
                 watch.handled.set()
-                raise Abort(watch.message(), "driver stopped: Ray head lost") from None
+                raise Abort(watch.message(), lost) from None
             raise
         finally:
             quiet.setLevel(level)

@@ -5,85 +5,33 @@ the driver touches the SQLite file: every trial checks, in its worker process, t
 file is neither open there nor named in its environment (the fake evaluator's ``forbid``
 fault makes the trial FAIL otherwise).
 
-The cluster is this test's own: its own temp dirs and ports, each `ray start` in its own
-process group, and it is stopped by killing exactly those groups (never `ray stop`, which
-would stop every Ray on the machine). Ray resolves ``--node-ip-address 127.0.0.1`` to the
-machine's own address (``services.resolve_ip_for_localhost``); traffic stays on this host.
+The cluster is this test's own (``ray_cluster.RayCluster``: its own temp dirs and ports,
+stopped by killing exactly its process groups, never `ray stop`).
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import signal
-import socket
-import subprocess
-import sys
-import tempfile
-import time
 from pathlib import Path
 
 import pytest
 from optuna.trial import TrialState
 
-from reliability_helpers import check_finished, load, nas_env, run_nas
+from ray_cluster import RayCluster
+from reliability_helpers import check_finished, load, run_nas
 
 pytestmark = pytest.mark.slow
-RAY = str(Path(sys.executable).with_name("ray"))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _stop_group(pgid: int) -> None:
-    """Stop one `ray start`'s process group: TERM, then KILL what is left."""
-    for sig, wait in ((signal.SIGTERM, 3.0), (signal.SIGKILL, 2.0)):
-        try:
-            os.killpg(pgid, sig)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            try:
-                os.killpg(pgid, 0)
-            except ProcessLookupError:
-                return
-            time.sleep(0.2)
 
 
 @pytest.fixture
 def two_node_cluster():
     """A head node and a second node, 1 CPU each; yields the head's address."""
-    port = _free_port()
-    groups: list[int] = []
-    dirs: list[str] = []
-    env = nas_env()
-
-    def start(*args: str) -> None:
-        d = tempfile.mkdtemp(prefix="rn", dir="/tmp")  # Ray's socket paths must stay short
-        dirs.append(d)
-        p = subprocess.Popen([RAY, "start", *args, "--temp-dir", d, "--num-cpus", "1",
-                              "--node-ip-address", "127.0.0.1", "--disable-usage-stats",
-                              "--dashboard-agent-listen-port", str(_free_port())],
-                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                             text=True, start_new_session=True)
-        groups.append(p.pid)  # the group of everything this `ray start` leaves running
-        out, _ = p.communicate(timeout=120)
-        assert p.returncode == 0, out[-3000:]
-
+    cluster = RayCluster()
     try:
-        start("--head", "--port", str(port), "--include-dashboard=false",
-              "--dashboard-port", str(_free_port()))
-        start("--address", f"127.0.0.1:{port}")
-        yield f"127.0.0.1:{port}"
+        cluster.head()
+        cluster.worker()
+        yield cluster.address
     finally:
-        for g in reversed(groups):
-            _stop_group(g)
-        for d in dirs:
-            shutil.rmtree(d, ignore_errors=True)
+        cluster.close()
 
 
 def test_search_runs_on_both_nodes_and_only_the_driver_writes(two_node_cluster: str,
