@@ -199,9 +199,11 @@ class StorageGuard:
             while not p.exists() and p != p.parent:
                 p = p.parent
             try:
-                out.append((f, shutil.disk_usage(p).free))
+                usage = shutil.disk_usage(p)
             except OSError:
                 continue
+            if usage.total > 0:  # pseudo file systems (/proc) report no sizes at all
+                out.append((f, usage.free))
         return out
 
     def full_message(self) -> str:
