@@ -19,6 +19,16 @@ TRAINED = ("complete", "stopped", "failed")
 TINY = ("synthetic:clips=48,val_clips=24,test_clips=0,frames=4,audio_tokens=4,text_tokens=3,"
         "video_dim=16,audio_dim=16,text_dim=16,min_captions=1,max_captions=2")
 
+# A space of 4 configurations (every one is trained in a 4-trial search).
+FOUR = """
+name: four
+base: {fusion: {width: 16, layers: 1, heads: 2, resampler_layers: 1, resampler_queries: 4}}
+dimensions:
+  width: {choices: [16, 32]}
+  layers: {choices: [1, 2]}
+proxy: {min_budget: 1, max_budget: 2, eta: 2}
+"""
+
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
@@ -165,6 +175,24 @@ class LiveDriver:
 
     def close(self) -> None:
         _kill_group(self.proc.pid)
+
+
+def fault_while_running(args: Sequence[str], cwd: Path, ready, what: str, fault,
+                        timeout: float, ready_timeout: float = 180, **env: str):
+    """Start `nas ARGS`, wait until ``ready()`` returns something (``what``), call
+    ``fault(that)``, wait for the driver to exit. Returns (driver, exit status, seconds
+    from the end of ``fault`` to the exit, what ``ready`` returned)."""
+    import time
+
+    d = LiveDriver(args, cwd, **env)
+    try:
+        got = wait_for(ready, ready_timeout, what)
+        fault(got)
+        t = time.monotonic()
+        rc = d.wait(timeout=timeout)
+        return d, rc, time.monotonic() - t, got
+    finally:
+        d.close()
 
 
 def wait_for(cond, timeout: float, what: str, every: float = 0.2):

@@ -18,13 +18,13 @@ from __future__ import annotations
 import os
 import sqlite3
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
-from reliability_helpers import (LiveDriver, assert_kept, assert_study_sound, check_records,
-                                 load, run_nas, snapshot, status_counts, wait_for)
+from reliability_helpers import (assert_kept, assert_study_sound, check_records,
+                                 fault_while_running, load, run_nas, snapshot,
+                                 status_counts)
 
 pytestmark = pytest.mark.slow
 
@@ -82,15 +82,9 @@ def test_disk_fills_up_completely(tmpfs: Path, tmp_path: Path) -> None:
     db = tmpfs / "studies.db"
     url = f"sqlite:///{db}"
     cmd = _cmd(url, 12, "--min-free", "0")
-    d = LiveDriver(cmd, tmp_path, NAS_FAKE_SLEEP="0.2")
-    try:
-        wait_for(lambda: _trained(url) >= 3, 120, "3 trained trials")
-        _fill(tmpfs / "filler")
-        t_full = time.monotonic()
-        rc = d.wait(timeout=60)
-        took = time.monotonic() - t_full
-    finally:
-        d.close()
+    d, rc, took, _ = fault_while_running(cmd, tmp_path, lambda: _trained(url) >= 3,
+                                         "3 trained trials", lambda _: _fill(tmpfs / "filler"),
+                                         timeout=60, NAS_FAKE_SLEEP="0.2")
     err = d.stderr
     assert rc == 75, err[-3000:]
     assert "Traceback" not in err, err[-3000:]
@@ -118,15 +112,9 @@ def test_free_space_below_min_free_stops_cleanly(tmpfs: Path, tmp_path: Path) ->
     db = tmpfs / "studies.db"
     url = f"sqlite:///{db}"
     cmd = _cmd(url, 12, "--min-free", "2MiB")
-    d = LiveDriver(cmd, tmp_path, NAS_FAKE_SLEEP="0.2")
-    try:
-        wait_for(lambda: _trained(url) >= 3, 120, "3 trained trials")
-        _fill(tmpfs / "filler", leave=256 * 1024)
-        t_low = time.monotonic()
-        rc = d.wait(timeout=60)
-        took = time.monotonic() - t_low
-    finally:
-        d.close()
+    d, rc, took, _ = fault_while_running(
+        cmd, tmp_path, lambda: _trained(url) >= 3, "3 trained trials",
+        lambda _: _fill(tmpfs / "filler", leave=256 * 1024), timeout=60, NAS_FAKE_SLEEP="0.2")
     err = d.stderr
     assert rc == 75, err[-3000:]
     assert "Traceback" not in err, err[-3000:]

@@ -24,8 +24,8 @@ from pathlib import Path
 import pytest
 
 from pg_cluster import PgCluster
-from reliability_helpers import (LiveDriver, assert_study_sound, load, run_nas,
-                                 status_counts, wait_for)
+from reliability_helpers import (LiveDriver, assert_study_sound, fault_while_running, load,
+                                 run_nas, status_counts, wait_for)
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -54,23 +54,23 @@ def _no_traceback(err: str) -> None:
 
 def test_restart_while_trials_run(pg: PgCluster, tmp_path: Path) -> None:
     name = f"r_{uuid.uuid4().hex[:6]}"
-    d = LiveDriver(_cmd(pg.url, name, 8, "--executor", "local"), tmp_path,
-                   NAS_FAKE_SLEEP="0.3")
-    try:
-        wait_for(lambda: (lambda c: _trained(c) >= 2 and c["running"] >= 1)(
-            status_counts(pg.url, name)), 120, "2 trained trials and 1 running")
-        t_restart = time.monotonic()
+    at: dict[str, float] = {}
+
+    def restart(_) -> None:
+        at["restart"] = time.monotonic()
         pg.restart()
-        rc = d.wait(timeout=240)
-    finally:
-        d.close()
+
+    d, rc, _, _ = fault_while_running(
+        _cmd(pg.url, name, 8, "--executor", "local"), tmp_path,
+        lambda: (lambda c: _trained(c) >= 2 and c["running"] >= 1)(status_counts(pg.url, name)),
+        "2 trained trials and 1 running", restart, timeout=240, NAS_FAKE_SLEEP="0.3")
     assert rc == 0, d.stderr[-3000:]
     _no_traceback(d.stderr)
     study = load(pg.url, name)
     states = assert_study_sound(study, 8)
     assert {t.user_attrs["status"] for t in study.trials} <= {"complete", "stopped"}, states
     back = d.first("database is back after")
-    seen = (f"the driver waited and was back {back - t_restart:.1f} s after `pg_ctlcluster "
+    seen = (f"the driver waited and was back {back - at['restart']:.1f} s after `pg_ctlcluster "
             "restart` was issued" if back else "the driver did not need the database "
             "during the restart")
     print(f"restart: {dict(states)}; {seen}")
@@ -79,20 +79,23 @@ def test_restart_while_trials_run(pg: PgCluster, tmp_path: Path) -> None:
 def test_thirty_second_stop_waits_and_records_what_finished(pg: PgCluster,
                                                             tmp_path: Path) -> None:
     name = f"s_{uuid.uuid4().hex[:6]}"
-    d = LiveDriver(_cmd(pg.url, name, 8, "--concurrency", "2", "--db-retry", "90s",
-                        "--data", "synthetic|sleep:1"), tmp_path)
-    try:
-        c = wait_for(lambda: (lambda c: c if _trained(c) >= 2 and c["running"] >= 2 else None)(
-            status_counts(pg.url, name)), 120, "2 trained trials and 2 running")
-        running_before = {t.number for t in load(pg.url, name).trials
-                          if t.user_attrs.get("status") == "running"}
+    at: dict[str, float] = {}
+    running_before: set[int] = set()
+
+    def stop_30s(_) -> None:
+        running_before.update(t.number for t in load(pg.url, name).trials
+                              if t.user_attrs.get("status") == "running")
         pg.stop()
         time.sleep(30)
-        t_up = time.monotonic()  # `pg_ctlcluster start` issued (it returns once it is up)
+        at["start"] = time.monotonic()  # `pg_ctlcluster start` issued (returns once up)
         pg.start()
-        rc = d.wait(timeout=240)
-    finally:
-        d.close()
+
+    d, rc, _, c = fault_while_running(
+        _cmd(pg.url, name, 8, "--concurrency", "2", "--db-retry", "90s", "--data",
+             "synthetic|sleep:1"), tmp_path,
+        lambda: (lambda c: c if _trained(c) >= 2 and c["running"] >= 2 else None)(
+            status_counts(pg.url, name)), "2 trained trials and 2 running", stop_30s,
+        timeout=240)
     assert rc == 0, d.stderr[-3000:]
     _no_traceback(d.stderr)
     assert d.first("database is unreachable") is not None, d.stderr[-2000:]
@@ -106,7 +109,7 @@ def test_thirty_second_stop_waits_and_records_what_finished(pg: PgCluster,
     for n in running_before:
         assert study.trials[n].user_attrs["status"] in ("complete", "stopped"), n
     print(f"30 s stop: {dict(states)} (was {dict(c)}); running at the stop and recorded "
-          f"after: {sorted(running_before)}; driver back {t_back - t_up:.1f} s after "
+          f"after: {sorted(running_before)}; driver back {t_back - at['start']:.1f} s after "
           "`pg_ctlcluster start` was issued")
 
 
@@ -128,7 +131,7 @@ def test_outage_past_db_retry_stops_with_one_line_and_resumes(pg: PgCluster,
     assert rc == 75, err[-3000:]
     _no_traceback(err)
     last = err.strip().splitlines()[-1]
-    assert last.startswith(f"nas search: error: --storage postgresql://nas:***@"), last
+    assert last.startswith("nas search: error: --storage postgresql://nas:***@"), last
     for needle in ("unreachable for", "gave up after --db-retry 5s",
                    "run the same command again"):
         assert needle in last, (needle, last)

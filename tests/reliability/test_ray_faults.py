@@ -15,15 +15,14 @@ workers) is SIGKILLed while it runs a trial.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
 from optuna.trial import TrialState
 
 from ray_cluster import RayCluster
-from reliability_helpers import (TRAINED, LiveDriver, assert_kept, assert_study_sound, check_records,
-                                 load, run_nas, snapshot, wait_for)
+from reliability_helpers import (TRAINED, assert_kept, assert_study_sound, check_records,
+                                 fault_while_running, load, run_nas, snapshot)
 
 pytestmark = pytest.mark.slow
 
@@ -59,15 +58,10 @@ def test_a_node_leaves_and_its_trial_is_retried_on_the_other(cluster: RayCluster
     cluster.head()
     node = cluster.worker()
     url = f"sqlite:///{tmp_path}/s.db"
-    d = LiveDriver(_cmd(url, cluster.address, "--trial-retries", "2"), tmp_path)
-    try:
-        busy = wait_for(lambda: _mid_trial(url, 2), 180, "2 trials training at once")
-        cluster.kill(node)
-        t_kill = time.monotonic()
-        rc = d.wait(timeout=300)
-        took = time.monotonic() - t_kill
-    finally:
-        d.close()
+    d, rc, took, busy = fault_while_running(
+        _cmd(url, cluster.address, "--trial-retries", "2"), tmp_path,
+        lambda: _mid_trial(url, 2), "2 trials training at once",
+        lambda _: cluster.kill(node), timeout=300)
     assert rc == 0, d.stderr[-3000:]
     assert "Traceback" not in d.stderr, d.stderr[-3000:]
     study = load(url, "n")
@@ -90,15 +84,9 @@ def test_the_head_leaves_a_clear_error_then_a_new_head_resumes(cluster: RayClust
                                                                tmp_path: Path) -> None:
     head = cluster.head(cpus=2)
     url = f"sqlite:///{tmp_path}/s.db"
-    d = LiveDriver(_cmd(url, cluster.address), tmp_path)
-    try:
-        wait_for(lambda: _mid_trial(url, 1), 180, "a trial training")
-        cluster.kill(head)
-        t_kill = time.monotonic()
-        rc = d.wait(timeout=120)
-        took = time.monotonic() - t_kill
-    finally:
-        d.close()
+    d, rc, took, _ = fault_while_running(
+        _cmd(url, cluster.address), tmp_path, lambda: _mid_trial(url, 1), "a trial training",
+        lambda _: cluster.kill(head), timeout=120)
     err = d.stderr
     assert rc == 75, err[-3000:]
     last = err.strip().splitlines()[-1]

@@ -19,19 +19,9 @@ from optuna.trial import TrialState
 
 from nas.search.driver import SearchOptions, run_search
 from nas.search.evaluator import EvaluatorSpec, RayOptions
-from reliability_helpers import TRAINED, assert_study_sound, load
+from reliability_helpers import FOUR, TRAINED, assert_study_sound, load
 
 pytestmark = pytest.mark.slow
-
-FOUR = """
-name: four
-base: {fusion: {width: 16, layers: 1, heads: 2, resampler_layers: 1, resampler_queries: 4}}
-dimensions:
-  width: {choices: [16, 32]}
-  layers: {choices: [1, 2]}
-proxy: {min_budget: 1, max_budget: 2, eta: 2}
-"""
-
 
 def _alive(pid: int) -> bool:
     try:

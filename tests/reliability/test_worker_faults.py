@@ -14,7 +14,7 @@ from optuna.trial import TrialState
 
 from nas.search.driver import SearchOptions, run_search
 from nas.search.evaluator import EvaluatorSpec, RayOptions
-from reliability_helpers import TINY, check_finished, load
+from reliability_helpers import FOUR, TINY, check_finished, load
 
 pytestmark = pytest.mark.slow
 
@@ -72,16 +72,6 @@ def test_exit_raise_and_nan_are_failed_with_reason(ray_session, tmp_path: Path) 
         assert want in reason, (kind, reason)
     print("trained trials by injected fault:", seen)  # figures for docs/reliability.md (-rP)
     assert seen.get("exit") and seen.get("raise") and seen.get("nan") and seen.get(None), seen
-
-
-FOUR = """
-name: four
-base: {fusion: {width: 16, layers: 1, heads: 2, resampler_layers: 1, resampler_queries: 4}}
-dimensions:
-  width: {choices: [16, 32]}
-  layers: {choices: [1, 2]}
-proxy: {min_budget: 1, max_budget: 2, eta: 2}
-"""
 
 
 def test_retries_rescue_a_once_dying_worker(ray_session, tmp_path: Path) -> None:
