@@ -729,7 +729,7 @@ def _search(opts: SearchOptions, study: optuna.Study, created: bool,
         # Anything still running did not finish: record it honestly and re-queue it.
         reason = "interrupted" if interrupted else "driver stopped before the trial ended"
         _wind_up(core, progress, aborted.reason if aborted else reason, aborted)
-    if halt.reason:
+    if halt.reason and records.counted(study.get_trials(deepcopy=False)) < n_trials:
         raise SearchStopped(f"stopped starting new trials: {halt.reason}")
     front = pareto_front(study)
     states: dict[str, int] = {}

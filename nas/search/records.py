@@ -175,7 +175,8 @@ def write_final(study: optuna.Study, trial_id: int, state: TrialState,
     ``*_without_commit`` helpers inside one session (the same ones its public methods
     use); other storages get the ordered fallback: attributes first, state last, so a
     crash in between still leaves a RUNNING trial. The sampler's ``after_trial`` is called
-    first, as ``Study.tell`` does.
+    first, as ``Study.tell`` does. Through a database outage the transaction is retried
+    as a whole (``storage.retrying``): written once or not at all.
     """
     attrs = {k: _jsonable(v) for k, v in (attrs or {}).items()}
     system_attrs = {k: _jsonable(v) for k, v in (system_attrs or {}).items()}
