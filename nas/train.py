@@ -39,6 +39,7 @@ import numpy as np
 import torch
 
 from nas.config import FusionConfig, TrainConfig
+from nas.data import model_inputs
 from nas.errors import TrainingFailed, UserError
 
 __all__ = [
@@ -98,9 +99,7 @@ def fit_to_data(fusion: FusionConfig, shapes: Any) -> tuple[FusionConfig, list[s
     ``video_dim``, ``audio_dim``, ``text_dim`` must equal the feature widths, and
     ``max_frames`` the data's frame count (it sizes the frame position embedding).
     """
-    want = {"video_dim": shapes.video_dim, "audio_dim": shapes.audio_dim,
-            "text_dim": shapes.text_dim, "max_frames": shapes.frames}
-    changes = {k: int(v) for k, v in want.items() if getattr(fusion, k) != int(v)}
+    changes = {k: v for k, v in model_inputs(shapes).items() if getattr(fusion, k) != v}
     notes = [f"{k}: {getattr(fusion, k)} -> {v} (from the data)" for k, v in changes.items()]
     return (fusion.replace(**changes) if changes else fusion), notes
 
