@@ -139,13 +139,13 @@ def test_ablate_one_row_per_removed_component_plus_full(tmp_path, capsys):
         rows = list(csv.DictReader(f))
     assert [r["variant"] for r in rows] == ["full", "w/o adaptive_pooling", "w/o resampler"]
     assert all(r["n"] == "2" and r["failed"] == "0" for r in rows)
-    assert rows[1]["config_id"] == fusion.without("adaptive_pooling").config_id
+    assert rows[1]["fusion_id"] == fusion.without("adaptive_pooling").fusion_id
     doc = json.loads((out / "ablation.json").read_text())
     assert len(doc["runs"]) == 6 and doc["meta"]["components"] == fusion.active_components
     for r in doc["summary"]:
         assert r["t2v_recall_mean"] > 0 and r["t2v_recall_std"] >= 0 and r["query_gflops_mean"] > 0
     assert "w/o resampler" in printed and "±" in printed
-    assert len({r["config_id"] for r in rows}) == 3  # three different architectures
+    assert len({r["fusion_id"] for r in rows}) == 3  # three different architectures
 
 
 def test_ablate_bad_flags(tmp_path, capsys):
