@@ -262,7 +262,7 @@ def _init_ray(opts: RayOptions) -> bool:
     if opts.address:
         ray.init(address=opts.address, log_to_driver=False)
     else:
-        tmp = tempfile.mkdtemp(prefix="nr", dir="/tmp")
+        tmp = tempfile.mkdtemp(prefix=f"nr{os.getpid()}-", dir="/tmp")  # short: socket paths
         # Ray leaves its session files (~24 MB) there: remove them at exit, after the
         # shutdown Ray registers during init (atexit runs in reverse order).
         atexit.register(shutil.rmtree, tmp, ignore_errors=True)

@@ -354,9 +354,14 @@ def resolve_space_path(name_or_path: str) -> Any:
     Returns a ``Path`` (or an ``importlib.resources`` Traversable for a shipped space).
     """
     p = Path(name_or_path)
-    if p.exists() or p.suffix in (".yaml", ".yml") or "/" in name_or_path:
+    if not _is_bare_name(name_or_path):
         return p
     return shipped_spaces().get(name_or_path, p)
+
+
+def _is_bare_name(name_or_path: str) -> bool:
+    p = Path(name_or_path)
+    return not (p.exists() or p.suffix in (".yaml", ".yml") or "/" in name_or_path)
 
 
 def load_space(path: str | Path) -> SearchSpace:
@@ -365,8 +370,9 @@ def load_space(path: str | Path) -> SearchSpace:
     try:
         text = p.read_text()
     except FileNotFoundError:
-        raise SpaceError(f"{p}: no such file, and no shipped space of that name (shipped: "
-                         f"{', '.join(shipped_spaces())})") from None
+        shipped = (f", and no shipped space of that name (shipped: "
+                   f"{', '.join(shipped_spaces())})" if _is_bare_name(str(path)) else "")
+        raise SpaceError(f"{p}: file not found{shipped}") from None
     except OSError as e:
         raise SpaceError(f"{p}: cannot read: {e.strerror}") from None
     return parse_space(text, str(p))
