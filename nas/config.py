@@ -1,6 +1,6 @@
 """The single source of truth: ``FusionConfig`` (architecture) and ``TrainConfig``.
 
-Every option of ``shared/design/model.md`` is a field here. The model is built only
+Every option of ``docs/model.md`` is a field here. The model is built only
 from a ``FusionConfig``; the search maps trial suggestions onto these fields; export
 writes them back to YAML in exactly the format ``nas train --config`` reads.
 
