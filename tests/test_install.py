@@ -54,11 +54,11 @@ def test_docs_stand_alone():
                 assert ref not in text, (name, ref)
 
 
-def readme_commands(section: str) -> list[tuple[str, str]]:
+def readme_commands(section: str, doc: Path = README) -> list[tuple[str, str]]:
     """``(command, comment)`` of each ``nas ...`` line in the section's bash blocks."""
-    text = README.read_text()
-    start = text.index(f"\n## {section}")
-    end = text.find("\n## ", start + 4)
+    text = doc.read_text()
+    start = text.index(f"\n## {section}") if section else 0
+    end = text.find("\n## ", start + 4) if section else -1
     body = text[start:end if end > 0 else None]
     out = []
     for block in re.findall(r"```bash\n(.*?)```", body, flags=re.S):
@@ -85,6 +85,13 @@ def written(comment: str) -> list[str]:
         elif re.fullmatch(r"[\w.<>-]+\.(db|html|yaml|pt|json|csv)", w):
             out.append(folder + w)
     return out
+
+
+def test_the_detailed_walkthrough_runs_the_readmes_commands():
+    """docs/walkthrough.md explains the README's walk-through: the same commands (which the
+    walk-through test below runs), none that only one of them has."""
+    detailed = {c for c, _ in readme_commands("", REPO / "docs" / "walkthrough.md")}
+    assert detailed == {c for c, _ in readme_commands("Walk-through")}
 
 
 def test_readme_comment_parsing():
