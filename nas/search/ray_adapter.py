@@ -21,10 +21,12 @@
 from __future__ import annotations
 
 import _thread
+import atexit
 import json
 import logging
 import os
 import re
+import shutil
 import socket
 import sys
 import tempfile
@@ -396,9 +398,12 @@ def _init_ray(opts: RayOptions) -> bool:
     if opts.address:
         ray.init(address=opts.address, log_to_driver=False)
     else:
+        tmp = tempfile.mkdtemp(prefix=f"nr{os.getpid()}-", dir="/tmp")  # short: socket paths
+        # Ray leaves its session files (~24 MB) there: remove them at exit, after the
+        # shutdown Ray registers during init (atexit runs in reverse order).
+        atexit.register(shutil.rmtree, tmp, ignore_errors=True)
         ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False,
-                 _temp_dir=tempfile.mkdtemp(prefix="nr", dir="/tmp"), log_to_driver=False,
-                 configure_logging=False)
+                 _temp_dir=tmp, log_to_driver=False, configure_logging=False)
     return True
 
 
@@ -459,7 +464,6 @@ def run_tune(core: AskTellSearcher, asha: MOASHA, evaluator: EvaluatorSpec, data
             quiet.setLevel(level)
             logging.getLogger("ray.tune.tune").removeFilter(unfinished)
     finally:
-        import shutil
         shutil.rmtree(workdir, ignore_errors=True)
         if watch is not None:
             watch.stop()
