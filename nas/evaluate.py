@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from nas.batch import ClipBatch, TextBatch
+from nas.model.model import score_dtype  # scores in >= float32, even under bf16 autocast
 
 __all__ = ["similarity", "GateRecorder", "gate_statistics", "retrieval_metrics",
            "SATURATION_WARN"]
@@ -48,7 +49,7 @@ def _encode_clips(model: Any, clips: ClipBatch, recorder: Any) -> Any:
 def _score_flat(model: Any, cenc: Any, tenc: Any, text_idx: Tensor, clip_idx: Tensor,
                 chunk_size: int, recorder: Any) -> Tensor:
     """Scores of aligned pairs, fused ``chunk_size`` pairs at a time."""
-    out = torch.empty(text_idx.shape[0], device=text_idx.device, dtype=cenc.x0.dtype)
+    out = torch.empty(text_idx.shape[0], device=text_idx.device, dtype=score_dtype(cenc.x0.dtype))
     for a in range(0, text_idx.shape[0], chunk_size):
         b = a + chunk_size
         out[a:b] = model.score_pairs(cenc, tenc, clip_idx[a:b], text_idx[a:b], recorder=recorder)
@@ -95,7 +96,7 @@ def similarity(model: Any, texts: TextBatch, clips: ClipBatch, chunk_size: int =
                 exact = _score_flat(model, cenc, tenc, ti, top.reshape(-1), chunk_size, rec)
                 S = first - (2.0 * model.score_bound() + 1.0)
                 return S.scatter_(1, top, exact.view(n_t, k).to(S.dtype))
-            S = torch.empty(n_t * n_v, device=dev, dtype=cenc.x0.dtype)
+            S = torch.empty(n_t * n_v, device=dev, dtype=score_dtype(cenc.x0.dtype))
             for a in range(0, n_t * n_v, chunk_size):
                 flat = torch.arange(a, min(a + chunk_size, n_t * n_v), device=dev)
                 S[a:a + flat.shape[0]] = model.score_pairs(cenc, tenc, flat % n_v, flat // n_v,
