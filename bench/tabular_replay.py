@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import io
 import math
-import os
 import shutil
 import statistics
 import sys
@@ -212,7 +211,7 @@ def table_costs(fusion: Any, shapes: Any = None, gallery: int = 1000,
 def _run_driver(method: str, rep: Replay, space_path: str, data_spec: str, seed: int,
                 workdir: str, trials: int) -> None:
     """tool / tool_nows / random / tpe / moasha_random through ``run_search``."""
-    import optuna
+    from bench_search import create_baseline_study
 
     from nas.search.driver import SearchOptions, run_search
     from nas.search.evaluator import EvaluatorSpec
@@ -222,12 +221,7 @@ def _run_driver(method: str, rep: Replay, space_path: str, data_spec: str, seed:
     storage = f"sqlite:///{workdir}/{method}_{seed}.db"
     name = f"{method}_{seed}"
     if method != "tool":
-        # A study created beforehand with the attribute by which the driver recognises an
-        # initialised study is resumed, not initialised: no warm-start queue.
-        st = optuna.create_study(study_name=name, storage=storage,
-                                 directions=["maximize", "minimize"])
-        st.set_metric_names(["recall", "query_gflops"])
-        st.set_user_attr("reference_params", load_space(space_path).reference_params())
+        create_baseline_study(storage, name, load_space(space_path))  # no warm start
     sampler = {"tool": "tpe", "tool_nows": "tpe", "random": "random", "tpe": "tpe",
                "moasha_random": "random"}[method]
     prune = method in ("tool", "tool_nows", "moasha_random")
@@ -475,6 +469,9 @@ def main_replay(args: Any) -> int:
     if args.seeds < 1 or args.budget_trials <= 0:
         raise UserError("--seeds and --budget-trials must be positive")
     table = check_table(args.table, args.space)
+    import signal
+
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM = Ctrl-C: report
     info = machine_info()
     print_machine(info)
     key = "cpu_s" if args.clock == "cpu" else "wall_s"
@@ -491,16 +488,26 @@ def main_replay(args: Any) -> int:
     runs: dict[str, list[Replay]] = {m: [] for m in methods}
     workdir = tempfile.mkdtemp(prefix="tabular-replay-")
     t0 = time.monotonic()
+    interrupted = False
     try:
-        for m in methods:
-            t_m = time.monotonic()
-            for s in range(args.seeds):
+        # seed-major: every method of seed s before seed s + 1, so an interrupted replay
+        # (Ctrl-C, SIGTERM) still reports every completed seed of every method
+        for s in range(args.seeds):
+            for m in methods:
                 runs[m].append(replay_method(m, table, args.space, s, budget, workdir,
                                              clock=args.clock))
                 for f in Path(workdir).iterdir():
                     f.unlink() if f.is_file() else shutil.rmtree(f, ignore_errors=True)
-            print(f"{m}: {args.seeds} seeds in {time.monotonic() - t_m:.0f} s real time",
-                  flush=True)
+            print(f"seed {s}: " + ", ".join(
+                f"{m} {len(runs[m][-1].trials)} trials" for m in methods)
+                + f" ({time.monotonic() - t0:.0f} s real time)", flush=True)
+    except KeyboardInterrupt:
+        interrupted = True
+        n = min(len(v) for v in runs.values())
+        runs = {m: v[:n] for m, v in runs.items()}
+        print(f"interrupted: reporting the {n} seeds every method completed", flush=True)
+        if not n:
+            return 130
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     curves = {m: [run_curve(r, ref) for r in rs] for m, rs in runs.items()}
@@ -509,7 +516,8 @@ def main_replay(args: Any) -> int:
     out = args.out or str(RESULTS / "tabular_replay.json")
     write_json(out, {"machine": info, "table": table.path, "space_hash":
                      table.meta["space_hash"], "budget_s": budget, "hv_reference": ref,
-                     "seeds": args.seeds, "methods": {m: {
+                     "seeds": len(runs[methods[0]]), "interrupted": interrupted,
+                     "clock": args.clock, "methods": {m: {
                          "label": METHODS[m], **res[m],
                          "trials": [r.trials for r in runs[m]]} for m in methods},
                      "wall_s": time.monotonic() - t0})
