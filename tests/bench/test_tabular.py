@@ -1,7 +1,7 @@
 """The tabular benchmark (bench/tabular.py): build, resume, replay, bad input, and that
 replaying the tool on a table reproduces a live search trial by trial.
 
-One tiny table (8 configurations x 2 seeds of ``tiny_space.yaml``, real training) is built
+One tiny table (16 configurations x 2 seeds of ``tiny_space.yaml``, real training) is built
 once per module; every test reads it.
 """
 
@@ -49,19 +49,19 @@ def test_build_is_complete_and_resumes_without_retraining(table_path: str) -> No
     from nas.search.space import load_space
 
     space = load_space(TINY)
-    assert _counts(table_path) == (8, 24)
+    assert _counts(table_path) == (16, 48)
     # a second seed continues the same file; the first seed's rows are not trained again
     con = sqlite3.connect(table_path)
     before = con.execute("SELECT config_id, seed, wall_s FROM runs").fetchall()
     con.close()
     tt.build(space, space.data, table_path, seeds=[0, 1], log=lambda s: None)
-    assert _counts(table_path) == (16, 48)
+    assert _counts(table_path) == (32, 96)
     con = sqlite3.connect(table_path)
     after = con.execute("SELECT config_id, seed, wall_s FROM runs WHERE seed = 0").fetchall()
     con.close()
     assert sorted(after) == sorted(before)
     t = tt.open_table(table_path)
-    assert t.seeds == [0, 1] and len(t.configs) == 8
+    assert t.seeds == [0, 1] and len(t.configs) == 16
     for rows in t.results.values():
         assert [r["epochs"] for r in rows] == [0.5, 1.0, 2.0]
         assert all(0 <= r["recall"] <= 300 and 0 <= r["v2t_recall"] <= 300 for r in rows)
@@ -94,11 +94,11 @@ def test_killed_build_continues(tmp_path: Path) -> None:
     finally:
         p.wait()
     done = _counts(str(out))[0]
-    assert 1 <= done <= 8
+    assert 1 <= done <= 16
     r = subprocess.run(cmd, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    assert f"{done} runs done, {8 - done} to go" in r.stdout
-    assert _counts(str(out)) == (8, 24)
+    assert f"{done} runs done, {16 - done} to go" in r.stdout
+    assert _counts(str(out)) == (16, 48)
 
 
 @pytest.mark.parametrize("method", list(tr.METHODS))
