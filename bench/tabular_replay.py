@@ -244,11 +244,11 @@ def _run_ray(rep: Replay, space: Any, shapes: Any, seed: int) -> None:
     from ray.tune.schedulers import ASHAScheduler, TrialScheduler
     from ray.tune.search.optuna import OptunaSearch
 
+    from nas.data import model_inputs
     from nas.search.searcher import config_key
     from nas.search.space import InvalidCombination
 
-    over = {"video_dim": int(shapes.video_dim), "audio_dim": int(shapes.audio_dim),
-            "text_dim": int(shapes.text_dim), "max_frames": int(shapes.frames)}
+    over = model_inputs(shapes)
 
     def define(trial: Any) -> dict[str, Any]:
         def suggest(name: str, dist: Any) -> Any:

@@ -73,12 +73,6 @@ class TableError(UserError):
 
 # ----------------------------------------------------------------------------- the space
 
-def _overrides(shapes: Any) -> dict[str, int]:
-    """FusionConfig fields set from the data (as the search driver does)."""
-    return {"video_dim": int(shapes.video_dim), "audio_dim": int(shapes.audio_dim),
-            "text_dim": int(shapes.text_dim), "max_frames": int(shapes.frames)}
-
-
 def enumerate_space(space: Any, shapes: Any) -> list[tuple[str, dict, Any, Any]]:
     """Every distinct valid configuration of a finite space, in a fixed order:
     (config_id, params, FusionConfig, TrainConfig). Raises TableError when a dimension
@@ -107,7 +101,9 @@ def enumerate_space(space: Any, shapes: Any) -> list[tuple[str, dict, Any, Any]]
             yield from walk(i + 1, values)
             del values[d.name]
 
-    over = _overrides(shapes)
+    from nas.data import model_inputs
+
+    over = model_inputs(shapes)
     for params in walk(0, {}):
         try:
             f, t = space.build(params, over)
