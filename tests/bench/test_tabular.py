@@ -105,11 +105,12 @@ def test_killed_build_continues(tmp_path: Path) -> None:
 def test_tiny_replay_every_method(table_path: str, tmp_path: Path, method: str) -> None:
     table = tr.check_table(table_path, TINY)
     full = sum(rows[-1]["cpu_s"] for rows in table.results.values()) / len(table.results)
-    rep = tr.replay_method(method, table, TINY, seed=0, budget_s=4 * full,
-                           workdir=str(tmp_path))
+    # tiny trials take milliseconds: the methods' own decision time dominates the budget
+    budget = 6 * full + 3.0
+    rep = tr.replay_method(method, table, TINY, seed=0, budget_s=budget, workdir=str(tmp_path))
     assert rep.trials, method
     ends = [t["t_end"] for t in rep.trials]
-    assert ends == sorted(ends) and ends[-1] <= 4 * full + 1e-9
+    assert ends == sorted(ends) and ends[-1] <= budget + 1e-9
     # the clock holds at least the trials' own table seconds
     assert ends[-1] >= sum(t["trial_s"] for t in rep.trials) - 1e-9
     for t in rep.trials:
@@ -189,7 +190,7 @@ def test_bad_input_exits_2_and_writes_nothing(table_path: str, tmp_path: Path) -
 def test_replay_cli_writes_figures(table_path: str, tmp_path: Path) -> None:
     out = tmp_path / "res.json"
     r = _cli("replay", "--table", table_path, "--space", TINY, "--methods", "random,ray",
-             "--seeds", "2", "--budget-trials", "3", "--out", str(out), cwd=tmp_path)
+             "--seeds", "2", "--budget-trials", "100", "--out", str(out), cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     res = json.loads(out.read_text())
     assert set(res["methods"]) == {"random", "ray"}
