@@ -137,18 +137,25 @@ def test_replay_reproduces_a_live_search(table_path: str, tmp_path: Path, seed: 
     and stops the same trials at the same rungs as a live ``nas search`` (real training,
     training seed 0 = the table's seed 0), trial by trial."""
     from nas.search.driver import SearchOptions, run_search
+    from nas.search.searcher import SearchExhausted
 
     live = f"sqlite:///{tmp_path}/live.db"
-    run_search(SearchOptions(space=TINY, study="live", storage=live, trials=7, seed=seed,
-                             executor="local", quiet=True), out=io.StringIO())
+    try:
+        run_search(SearchOptions(space=TINY, study="live", storage=live, trials=7, seed=seed,
+                                 executor="local", quiet=True), out=io.StringIO())
+    except SearchExhausted:
+        # On 16 configurations TPE soon proposes only trained ones; the replay must then
+        # record the same 100 duplicate proposals and stop at the same trial.
+        pass
     table = tr.check_table(table_path, TINY)
     (tmp_path / "r").mkdir()
     rep = tr.replay_method("tool", table, TINY, seed=seed, budget_s=math.inf,
                            workdir=str(tmp_path / "r"), trials=7, table_seed=0)
     a = _trained(live, "live")
     b = _trained(f"sqlite:///{tmp_path}/r/tool_{seed}.db", f"tool_{seed}")
-    assert len(a) >= 7 and a == b
-    assert len(rep.trials) == 7
+    assert a == b
+    trained = [x for x in a if x[2] in ("complete", "stopped")]
+    assert len(trained) == len(rep.trials) >= 4
     statuses = {x[2] for x in a}
     assert "stopped" in statuses and "complete" in statuses  # MO-ASHA decided something
 
