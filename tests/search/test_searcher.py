@@ -39,7 +39,8 @@ def _configs(t: optuna.trial.FrozenTrial) -> tuple[FusionConfig, TrainConfig]:
 def test_records_match_what_the_evaluator_produced(tmp_path: Path) -> None:
     summary = run_search(_opts(tmp_path))
     study = _load(tmp_path)
-    assert summary.trained == 12 and study.metric_names == ["recall", "query_gflops"]
+    assert summary.trained == 12 and study.metric_names == ["recall", "query_gflops",
+                                                           "index_gflops"]
     rungs = study.user_attrs["rungs"]
     states = {t.state for t in study.trials}
     assert TrialState.PRUNED in states and TrialState.COMPLETE in states
