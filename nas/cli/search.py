@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import time
 
 from nas import DEFAULT_STORAGE
 import sys
@@ -92,6 +93,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def run(args: argparse.Namespace) -> int:
     """Parse, delegate to ``nas.search.driver.run_search``, print the front and hints."""
+    started_at = time.monotonic()  # the time budget counts from here (before the imports)
     from nas.search.driver import SearchOptions, format_front, run_search
     from nas.search.evaluator import EvaluatorSpec, RayOptions
     import optuna
@@ -120,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
                        cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
                        max_failures=args.trial_retries),
         evaluator=EvaluatorSpec.named(args.evaluator), executor=args.executor,
-        quiet=args.quiet, time_budget_s=time_budget_s)
+        quiet=args.quiet, time_budget_s=time_budget_s, started_at=started_at)
     summary = run_search(opts)
     import optuna as _o
 

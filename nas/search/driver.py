@@ -10,8 +10,9 @@ One driver process per study writes the storage. It:
    ("driver crashed") and re-queues their parameters; several drivers may share a study;
 4. runs trials on Ray Tune (``ray_adapter``) or, for tests, in this process (``local``)
    until ``--trials`` trials have trained or the time budget (``--time-budget``, else the
-   space's ``time_budget``; wall clock from the start of the command) is spent, whichever
-   comes first; at the deadline, as on Ctrl-C, the running trials are recorded as FAIL
+   space's ``time_budget``; wall clock from the start of the command, of which the last
+   10%, at most 30 s, is kept for recording, stopping Ray and the summary) is spent,
+   whichever comes first; at the deadline, as on Ctrl-C, the running trials are recorded as FAIL
    ("time budget reached") and re-queued, so the next run trains them first; Ctrl-C records the running trials as FAIL
    ("interrupted") and re-queues them, never leaving a half-written record (SIGINT is held
    back while a record is being written);
@@ -84,6 +85,7 @@ class SearchOptions:
     executor: str = "ray"  # "ray" | "local" (in-process, sequential: tests, debugging)
     quiet: bool = False
     time_budget_s: float | None = None  # default: the space's time_budget, else none
+    started_at: float | None = None  # time.monotonic() when the command started (the CLI's)
     max_skips: int = 100  # proposals in a row that cannot be trained before giving up
 
 
@@ -622,7 +624,7 @@ def _gate_plot_attacher(study: optuna.Study, storage_url: str
 def run_search(opts: SearchOptions, out: TextIO | None = None) -> SearchSummary:
     """Run (or resume) a search; see the module docstring."""
     out = out or sys.stderr
-    t0 = time.monotonic()
+    t0 = opts.started_at if opts.started_at is not None else time.monotonic()
     space = _space_with_budget(load_space(opts.space), opts)
     objectives = parse_objectives(opts.objectives)
     limits = parse_limits(opts.limits)
@@ -661,9 +663,13 @@ def _search(opts: SearchOptions, study: optuna.Study, created: bool,
                            on_full_budget=_gate_plot_attacher(study, opts.storage))
     crashed = core.recovered
     budget = opts.time_budget_s if opts.time_budget_s is not None else space.time_budget_s
-    deadline = _Deadline(core, None if budget is None else t0 + budget - time.monotonic())
+    # Trials stop a little before the budget ends: recording the running ones, stopping Ray
+    # and printing the summary take the rest, so the command itself ends within its budget.
+    reserve = 0.0 if budget is None else min(30.0, 0.1 * budget)
+    deadline = _Deadline(core, None if budget is None else
+                         t0 + budget - reserve - time.monotonic())
     progress = Progress(study, core, out, opts.quiet,
-                        deadline=None if budget is None else t0 + budget)
+                        deadline=None if budget is None else t0 + budget - reserve)
     core.on_event = progress.update
     if not opts.quiet:
         verb = "created" if created else "resuming"
