@@ -9,13 +9,12 @@ One driver process per study writes the storage. It:
 3. registers itself (``liveness``), marks trials left RUNNING by a dead driver FAIL
    ("driver crashed") and re-queues their parameters; several drivers may share a study;
 4. runs trials on Ray Tune (``ray_adapter``) or, for tests, in this process (``local``)
-   until ``--trials`` trials have trained or the time budget (``--time-budget``, else the
-   space's ``time_budget``; wall clock from the start of the command, of which the last
-   10%, at most 30 s, is kept for recording, stopping Ray and the summary) is spent,
-   whichever comes first; at the deadline, as on Ctrl-C, the running trials are recorded as FAIL
-   ("time budget reached") and re-queued, so the next run trains them first; Ctrl-C records the running trials as FAIL
-   ("interrupted") and re-queues them, never leaving a half-written record (SIGINT is held
-   back while a record is being written);
+   until ``--trials`` trials have trained or the time budget is spent, whichever comes
+   first (``--time-budget``, else the space's ``time_budget``: wall clock from the start
+   of the command, of which the last 10%, at most 30 s, is kept for recording, stopping
+   Ray and the summary). Ctrl-C, and the deadline likewise, records the running trials as
+   FAIL ("interrupted", "time budget ... reached") and re-queues them, never leaving a
+   half-written record (SIGINT is held back while a record is being written);
 5. prints the Pareto front of full-budget trials.
 """
 

@@ -63,9 +63,6 @@ def test_tiny_search_on_ray_writes_honest_records(ray_session, tmp_path: Path) -
     front = pareto_front(study)
     assert front and all(t.state == TrialState.COMPLETE and t.user_attrs["full_budget"]
                          for t in front)
-    # the default objectives see each configuration's own compute: a front of several
-    # configurations with distinct costs (recall with query and index cost)
-    assert len({tuple(t.values[1:]) for t in front}) >= 2, [t.values for t in front]
     ref = [t for t in study.trials if t.user_attrs.get("warm_start") == "reference"]
     assert ref and ref[0].params == study.user_attrs["reference_params"]
 
