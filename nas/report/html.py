@@ -96,7 +96,7 @@ def build_report(study: Any) -> str:
         numbers, hv = hypervolume_history(study)
         doc.fig(draw.hypervolume_figure(numbers, np.asarray(hv)))
         doc.p("The share of the study's objective box that the front dominates (the number "
-              "the search's progress line shows as hv): recall from 300 down to 0, each cost "
+              "the search's progress line shows as hypervolume): recall from 300 to 0, each cost "
               "on a log axis from half the cheapest to twice the most expensive configuration "
               "the study tried (or its --max limit); the reference point is the box's worst "
               "corner. Every point uses the final box.", "note")

@@ -15,7 +15,7 @@ Definitions:
   in every objective, strictly better in one). Trials with identical values are all on
   it, as in Optuna's ``study.best_trials`` and optuna-dashboard.
 - **hypervolume**: the share of the study's *objective box* that the front dominates, a
-  number in [0, 1] (``study_hypervolume``; the progress line's ``hv``, the summary's and
+  number in [0, 1] (``study_hypervolume``; the progress line's ``hypervolume``, the summary's and
   the report's hypervolume are this one number). The box runs, per objective, from a best
   to a worst bound, and its worst corner is the reference point:
 
@@ -195,8 +195,9 @@ class ObjectiveBox:
         v = np.asarray(values, dtype=float).reshape(-1, len(self.best))
         out = np.empty_like(v)
         for j, (b, w, lg) in enumerate(zip(self.best, self.worst, self.log)):
-            if lg:
-                out[:, j] = np.log(np.maximum(v[:, j], 1e-300) / b) / math.log(w / b)
+            if lg:  # a value of 0 (below every positive bound) counts as the best
+                out[:, j] = np.maximum(np.log(np.maximum(v[:, j], 1e-300) / b), 0.0) / \
+                    math.log(w / b)
             else:
                 out[:, j] = (v[:, j] - b) / (w - b)
         return out
