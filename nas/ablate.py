@@ -1,10 +1,10 @@
 """Ablation: train a configuration and each one-component-removed variant over seeds.
 
-The variants are ``FusionConfig.active_components`` (what differs from a plain
-text-agnostic AVIGATE model) removed one at a time with ``FusionConfig.without``, plus the
-full configuration. Each (variant, seed) is one ``nas.train.train_proxy`` run at the
-configuration's budget; a run whose training fails is recorded with its reason and NaN
-metrics, and the others go on. The table reports mean and sample standard deviation
+The variants are the registry's ablation components (``nas.variants``: what differs from
+a plain text-agnostic AVIGATE model) that are on in the configuration, removed one at a
+time, plus the full configuration. Each (variant, seed) is one ``nas.train.train_proxy``
+run at the configuration's budget; a run whose training fails is recorded with its reason
+and NaN metrics, and the others go on. The table reports mean and sample standard deviation
 (ddof=1; 0 for a single seed) over the seeds that finished.
 """
 
@@ -22,6 +22,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from nas.config import FusionConfig, TrainConfig, atomic_write_text
+from nas.variants import ablation_components
 
 __all__ = ["METRICS", "AblationRun", "ablation_variants", "format_table", "run_ablation",
            "summarise", "write_outputs"]
@@ -55,10 +56,11 @@ class AblationRun:
 
 
 def ablation_variants(fusion: FusionConfig) -> list[tuple[str, str | None, FusionConfig]]:
-    """``[("full", None, fusion), ("w/o c", c, fusion.without(c)) for each active c]``."""
+    """``[("full", None, fusion), ("w/o c", c, fusion without c) for each component on]``."""
     out: list[tuple[str, str | None, FusionConfig]] = [("full", None, fusion)]
-    for c in fusion.active_components:
-        out.append((f"w/o {c}", c, fusion.without(c)))
+    for v in ablation_components():
+        if v.is_on(fusion):
+            out.append((f"w/o {v.name}", v.name, v.remove(fusion)))
     return out
 
 
