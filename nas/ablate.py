@@ -21,6 +21,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from nas._io import json_safe
 from nas.config import FusionConfig, TrainConfig, atomic_write_text
 from nas.variants import ablation_components
 
@@ -142,16 +143,6 @@ def format_table(summary: Sequence[dict[str, Any]]) -> str:
                       *(fmt.format(*c) for c in lines)])
 
 
-def _json_safe(x: Any) -> Any:
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    if isinstance(x, dict):
-        return {k: _json_safe(v) for k, v in x.items()}
-    if isinstance(x, list):
-        return [_json_safe(v) for v in x]
-    return x
-
-
 def write_outputs(out_dir: str | Path, runs: Sequence[AblationRun],
                   summary: Sequence[dict[str, Any]], meta: dict[str, Any]) -> tuple[Path, Path]:
     """Write ``ablation.csv`` (one row per variant: mean/std) and ``ablation.json`` (meta,
@@ -165,5 +156,5 @@ def write_outputs(out_dir: str | Path, runs: Sequence[AblationRun],
     csv_path, json_path = out / "ablation.csv", out / "ablation.json"
     atomic_write_text(csv_path, buf.getvalue())
     doc = {"meta": meta, "summary": list(summary), "runs": [r.row() for r in runs]}
-    atomic_write_text(json_path, json.dumps(_json_safe(doc), indent=2) + "\n")
+    atomic_write_text(json_path, json.dumps(json_safe(doc), indent=2) + "\n")
     return csv_path, json_path

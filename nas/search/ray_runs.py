@@ -68,7 +68,8 @@ def run_calls(fn_path: str, payloads: Sequence[dict[str, Any]], opts: RayOptions
                     try:
                         result = ray.get(ref)
                     except Exception as e:  # noqa: BLE001 - a lost worker, a task error
-                        on_result(i, None, f"{type(e).__name__}: {(str(e).splitlines() or [""])[0]}")
+                        first = (str(e).splitlines() or [""])[0]
+                        on_result(i, None, f"{type(e).__name__}: {first}")
                         continue
                     on_result(i, result, None)
         except BaseException:

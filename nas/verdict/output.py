@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
-from nas._io import atomic_write_text
+from nas._io import atomic_write_text, json_safe
 
 __all__ = ["STUDY_ATTR", "attach", "format_quick", "format_table", "quick_rows", "table_rows",
            "write_files"]
@@ -139,16 +139,6 @@ def _flat(doc: dict[str, Any], rows: Sequence[dict[str, Any]], quick: bool
     return head, out
 
 
-def _safe(x: Any) -> Any:
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    if isinstance(x, dict):
-        return {k: _safe(v) for k, v in x.items()}
-    if isinstance(x, list):
-        return [_safe(v) for v in x]
-    return x
-
-
 def write_files(doc: dict[str, Any], out_dir: str | Path) -> list[Path]:
     """``verdict.json`` (everything), ``verdict.csv`` (one row per variant, paired
     evidence; absent for --quick) and ``quick_estimate.csv``, each written atomically."""
@@ -162,7 +152,7 @@ def write_files(doc: dict[str, Any], out_dir: str | Path) -> list[Path]:
     atomic_write_text(p, _csv(*_flat(doc, doc["quick_estimate"]["rows"], quick=True)))
     paths.append(p)
     p = out / "verdict.json"
-    atomic_write_text(p, json.dumps(_safe(doc), indent=2) + "\n")
+    atomic_write_text(p, json.dumps(json_safe(doc), indent=2) + "\n")
     paths.append(p)
     return paths
 
@@ -177,9 +167,9 @@ def attach(study: Any, doc: dict[str, Any], storage_url: str) -> str | None:
     from nas.dashboard import artifact_dir_for, open_artifact_store
 
     if "rows" not in doc:
-        study.set_user_attr(STUDY_ATTR + "_quick", _safe(doc))
+        study.set_user_attr(STUDY_ATTR + "_quick", json_safe(doc))
         return None
-    study.set_user_attr(STUDY_ATTR, _safe(doc))
+    study.set_user_attr(STUDY_ATTR, json_safe(doc))
     name = f"verdict-trial-{doc['point']['trial']}.csv"
     store = open_artifact_store(artifact_dir_for(storage_url))
     with tempfile.TemporaryDirectory(prefix="nas-verdict-") as tmp:

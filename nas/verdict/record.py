@@ -16,13 +16,13 @@ lost (not a training error) are not recorded and so are retried.
 
 from __future__ import annotations
 
-import math
 import warnings
 from typing import Any, Mapping
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState, create_trial
 
+from nas._io import json_safe
 from nas.verdict.jobs import Job
 
 __all__ = ["SUFFIX", "companion_name", "open_companion", "recorded", "record"]
@@ -61,6 +61,16 @@ def recorded(comp: optuna.Study) -> dict[str, FrozenTrial]:
     return out
 
 
+def recorded(comp: optuna.Study) -> dict[str, FrozenTrial]:
+    """Finished runs by key (the first record of a key wins)."""
+    out: dict[str, FrozenTrial] = {}
+    for t in comp.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)):
+        key = t.user_attrs.get("verdict_key")
+        if key and key not in out:
+            out[key] = t
+    return out
+
+
 def _json(v: Any) -> Any:
     if isinstance(v, float):
         return v if math.isfinite(v) else None
@@ -81,12 +91,12 @@ def record(comp: optuna.Study, job: Job, outcome: Mapping[str, Any], point: int,
              "wall_s": float(outcome.get("wall_s", 0.0))}
     if outcome.get("error"):
         attrs.update(status="failed", fail_reason=str(outcome["error"]))
-        trial = create_trial(state=TrialState.FAIL, user_attrs=_json(attrs))
+        trial = create_trial(state=TrialState.FAIL, user_attrs=json_safe(attrs))
     else:
         attrs["status"] = "complete"
         trial = create_trial(state=TrialState.COMPLETE,
                              values=[float(outcome["values"][o]) for o in objectives],
-                             user_attrs=_json(attrs))
+                             user_attrs=json_safe(attrs))
     comp.add_trial(trial)
     return trial
 
