@@ -92,22 +92,30 @@ def pick_point(study: optuna.Study, point: str) -> Any:
     """The front trial named by ``point`` (``knee``, ``best:OBJ``, ``under:OBJ<=V``,
     ``trial:N``); an error naming the study when no trial reached the full budget, and
     listing the front when ``trial:N`` is not on it."""
-    from nas.export import choose_trial, parse_pick
+    from nas.export import ExportError, choose_trial, parse_pick
 
     if not full_budget_trials(study):
         raise VerdictError(f"study {study.study_name!r} has no trial that reached the full "
                            "budget: there is no front to give a verdict around; run (or "
                            "resume) nas search first")
-    pick = parse_pick(point)
-    front = pareto_front(study)
-    if pick.kind == "trial":
-        match = [t for t in front if t.number == pick.number]
-        if not match:
-            raise VerdictError(f"--point {point!r}: trial {pick.number} is not on the Pareto "
-                               f"front of study {study.study_name!r}; the front is: "
-                               f"{_front_text(study, front)}")
-        return match[0]
-    return choose_trial(study, pick)
+    try:
+        pick = parse_pick(point)
+        front = pareto_front(study)
+        if pick.kind != "trial":
+            trial = choose_trial(study, pick)
+        else:
+            match = [t for t in front if t.number == pick.number]
+            if not match:
+                raise VerdictError(f"--point {point!r}: trial {pick.number} is not on the "
+                                   f"Pareto front of study {study.study_name!r}; the front "
+                                   f"is: {_front_text(study, front)}")
+            trial = match[0]
+    except ExportError as e:  # export's picks, under this command's flag name
+        raise VerdictError(str(e).replace("--pick", "--point", 1)) from None
+    if not isinstance(trial.user_attrs.get("fusion"), dict):
+        raise VerdictError(f"study {study.study_name!r} trial {trial.number} has no 'fusion' "
+                           "user attribute; was the study written by nas search?")
+    return trial
 
 
 def _interval(diffs: Sequence[float]) -> Interval:

@@ -161,7 +161,8 @@ def test_point_not_on_the_front_lists_the_front(searched: str, tmp_path: Path,
 @pytest.mark.parametrize("args,msg", [
     (["--seeds", "1"], "--seeds: at least 2 are needed"),
     (["--variants", "warp"], "--variants: unknown variant(s) 'warp'"),
-    (["--point", "nowhere"], "--pick 'nowhere'"),
+    (["--point", "nowhere"], "--point 'nowhere': expected knee, best:OBJECTIVE"),
+    (["--point", "best:speed"], "--point 'best:speed': unknown objective 'speed'"),
 ])
 def test_bad_flags(searched: str, tmp_path: Path, capsys, args, msg) -> None:
     url = copy_study(searched, tmp_path)
