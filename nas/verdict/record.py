@@ -61,26 +61,6 @@ def recorded(comp: optuna.Study) -> dict[str, FrozenTrial]:
     return out
 
 
-def recorded(comp: optuna.Study) -> dict[str, FrozenTrial]:
-    """Finished runs by key (the first record of a key wins)."""
-    out: dict[str, FrozenTrial] = {}
-    for t in comp.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)):
-        key = t.user_attrs.get("verdict_key")
-        if key and key not in out:
-            out[key] = t
-    return out
-
-
-def _json(v: Any) -> Any:
-    if isinstance(v, float):
-        return v if math.isfinite(v) else None
-    if isinstance(v, Mapping):
-        return {str(k): _json(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_json(x) for x in v]
-    return v
-
-
 def record(comp: optuna.Study, job: Job, outcome: Mapping[str, Any], point: int,
            objectives: list[str]) -> FrozenTrial:
     """Record one finished run as one trial (one transaction)."""
