@@ -31,7 +31,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--point", default="knee", metavar="PICK",
                    help="front point: knee | trial:N | best:OBJECTIVE | "
                         "under:OBJECTIVE<=VALUE (default knee)")
-    p.add_argument("--seeds", type=int, default=3, help="seeds: runs of each configuration, paired by seed (default 3, min 2)")
+    p.add_argument("--seeds", type=int, default=3,
+                   help="runs of each configuration, paired by seed (default 3, min 2)")
     p.add_argument("--variants", default=None, metavar="A,B",
                    help="plan variants to test (default: all 14, e.g. "
                         "text_guidance,residual_gate)")
