@@ -132,9 +132,12 @@ def create_baseline_study(storage: str, name: str, space: Any) -> None:
     warm-start queue. Without it the driver would finish "initialising" it."""
     import optuna
 
+    from nas.search.objectives import DEFAULT_OBJECTIVES, parse_objectives
+
+    objectives = parse_objectives(DEFAULT_OBJECTIVES)  # what the driver runs with by default
     st = optuna.create_study(study_name=name, storage=storage,
-                             directions=["maximize", "minimize"])
-    st.set_metric_names(["recall", "query_gflops"])
+                             directions=[o.direction for o in objectives])
+    st.set_metric_names([o.name for o in objectives])
     st.set_user_attr("reference_params", space.reference_params())
 
 
