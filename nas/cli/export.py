@@ -39,10 +39,12 @@ def load_study(name: str | None, storage: str) -> Any:
         raise UserError(f"--storage {storage!r}: cannot open: {e}") from None
     names = [s.study_name for s in optuna.get_all_study_summaries(st, include_best_trial=False)]
     if name is None:
-        if len(names) != 1:
-            raise UserError(f"--study: {storage} holds {len(names)} studies "
-                            f"({', '.join(names) or 'none'}); name one with --study NAME")
-        name = names[0]
+        # a verdict's companion study ("<study>:verdict", nas verdict) is not a search
+        searches = [n for n in names if not n.endswith(":verdict")]
+        if len(searches) != 1:
+            raise UserError(f"--study: {storage} holds {len(searches)} studies "
+                            f"({', '.join(searches) or 'none'}); name one with --study NAME")
+        name = searches[0]
     if name not in names:
         raise UserError(f"--study {name!r}: no such study in {storage}; studies there: "
                         f"{names or 'none'}")

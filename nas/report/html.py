@@ -8,8 +8,11 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from nas.config import atomic_write_text
+import numpy as np
+
 from nas.report import data as D
 from nas.report import draw
+from nas.search.pareto import hypervolume_history
 
 __all__ = ["MAX_GATE_TRIALS", "build_report", "write_report"]
 
@@ -90,13 +93,13 @@ def build_report(study: Any) -> str:
     # hypervolume --------------------------------------------------------------------
     doc.h2("Hypervolume history")
     if len(full) >= 1 and len(directions) >= 1:
-        hv = D.hypervolume_history(pts.values, directions)
-        doc.fig(draw.hypervolume_figure(pts.numbers, hv))
-        doc.p("Each objective is normalised over all full-budget trials (best observed = 0, "
-              f"worst = 1, maximised objectives negated); the reference point is "
-              f"{D.HV_REFERENCE} in every coordinate and the volume is divided by the "
-              "reference box, so 1 would mean one trial best in every objective at once.",
-              "note")
+        numbers, hv = hypervolume_history(study)
+        doc.fig(draw.hypervolume_figure(numbers, np.asarray(hv)))
+        doc.p("The share of the study's objective box that the front dominates (the number "
+              "the search's progress line shows as hypervolume): recall from 300 to 0, each cost "
+              "on a log axis from half the cheapest to twice the most expensive configuration "
+              "the study tried (or its --max limit); the reference point is the box's worst "
+              "corner. Every point uses the final box.", "note")
     else:
         doc.p("No full-budget trial yet.", "note")
 
@@ -155,10 +158,34 @@ def build_report(study: Any) -> str:
     else:
         doc.p("No front yet.", "note")
 
+    # verdicts (written by nas verdict) -------------------------------------------------
+    _verdict_section(doc, attrs.get("verdict"))
+
     body = "\n".join(doc.parts)
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'>"
             f"<title>NAS report: {escape(study.study_name)}</title><style>{_CSS}</style>"
             f"</head><body>{body}</body></html>")
+
+
+def _verdict_section(doc: _Doc, verdict: Any) -> None:
+    """The latest ``nas verdict`` of the study (its ``verdict`` user attribute), if any."""
+    from nas.verdict import output
+
+    doc.h2("Verdicts: which variants pay, and at what cost")
+    if not isinstance(verdict, dict) or "rows" not in verdict:
+        doc.p("No verdict yet: run nas verdict --study NAME.", "note")
+        return
+    text = output.format_table(verdict).splitlines()
+    doc.p(text[0])
+    doc.table(*output.table_rows(verdict))
+    doc.p("Effect = variant on minus variant off, paired by seed, with its 90% t-interval. "
+          "pays: recall measurably up (or costs measurably down at unchanged recall); costs "
+          "without paying: recall measurably down, or a cost measurably up at unchanged "
+          "recall; no measurable effect: every interval covers 0; not tested: fewer than 2 "
+          "paired seeds.", "note")
+    doc.h2("Quick estimate (no training; not a verdict)")
+    doc.p(output.format_quick(verdict).splitlines()[0], "note")
+    doc.table(*output.quick_rows(verdict))
 
 
 def write_report(study: Any, path: str | Path) -> Path:
