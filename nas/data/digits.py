@@ -18,6 +18,7 @@ must match its ``.sha256`` beside it.
 from __future__ import annotations
 
 import hashlib
+import io
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -84,14 +85,12 @@ def read_checked(path: Path) -> dict[str, np.ndarray]:
     if not sidecar.is_file():
         raise DataError(f"{sidecar}: checksum file missing; {REBUILD}")
     data = path.read_bytes()
-    want = sidecar.read_text().split()[0] if sidecar.read_text().strip() else ""
+    want = (sidecar.read_text().split() or [""])[0]
     got = hashlib.sha256(data).hexdigest()
     if got != want:
         raise DataError(f"{path}: checksum mismatch (sha256 {got[:16]}..., expected "
                         f"{want[:16] or 'nothing'}...): the file is damaged or was changed; "
                         f"{REBUILD}")
-    import io
-
     with np.load(io.BytesIO(data), allow_pickle=False) as z:
         return {k: z[k] for k in z.files}
 

@@ -118,7 +118,7 @@ def read_wav(path: Path) -> np.ndarray:
             ch, width, rate, n = w.getnchannels(), w.getsampwidth(), w.getframerate(), w.getnframes()
             raw = w.readframes(n)
     except (wave.Error, EOFError, OSError) as e:
-        raise DataError(f"{path}: not a readable WAV file ({e or type(e).__name__})") from None
+        raise DataError(f"{path}: not a readable WAV file ({str(e) or type(e).__name__})") from None
     if rate != SAMPLE_RATE:
         raise DataError(f"{path}: sample rate {rate} Hz, expected {SAMPLE_RATE} Hz")
     if ch != 1 or width != 2:
