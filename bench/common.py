@@ -124,8 +124,9 @@ def fmt_summary(s: Mapping[str, float], fmt: str = ".3g") -> str:
 
 def data_overrides(shapes: Any) -> dict[str, int]:
     """FusionConfig fields set from the data (as the search driver does)."""
-    return {"video_dim": int(shapes.video_dim), "audio_dim": int(shapes.audio_dim),
-            "text_dim": int(shapes.text_dim), "max_frames": int(shapes.frames)}
+    from nas.data import model_inputs
+
+    return model_inputs(shapes)
 
 
 def sample_configs(space: Any, n: int, seed: int, shapes: Any,

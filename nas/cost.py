@@ -34,7 +34,7 @@ import torch.utils.flop_counter as _fc
 from torch.utils.flop_counter import FlopCounterMode
 
 from nas.config import FusionConfig
-from nas.data import DataShapes
+from nas.data import DataShapes, model_inputs
 
 __all__ = ["DEFAULT_SHAPES", "FlopProfile", "count_flops", "estimate_costs", "flop_profile",
            "measure_latency_ms", "random_inputs"]
@@ -133,9 +133,7 @@ def _shapes_of(cfg: FusionConfig, shapes: Any) -> DataShapes:
 
 def _fit(cfg: FusionConfig, s: DataShapes) -> FusionConfig:
     """The config with the data's input dims (as training builds it)."""
-    want = {"video_dim": s.video_dim, "audio_dim": s.audio_dim, "text_dim": s.text_dim,
-            "max_frames": max(s.frames, 1)}
-    changes = {k: v for k, v in want.items() if getattr(cfg, k) != v}
+    changes = {k: v for k, v in model_inputs(s).items() if getattr(cfg, k) != v}
     return cfg.replace(**changes) if changes else cfg
 
 

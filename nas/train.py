@@ -39,6 +39,7 @@ import numpy as np
 import torch
 
 from nas.config import FusionConfig, TrainConfig
+from nas.data import model_inputs
 from nas.errors import TrainingFailed, UserError
 
 __all__ = [
@@ -98,9 +99,7 @@ def fit_to_data(fusion: FusionConfig, shapes: Any) -> tuple[FusionConfig, list[s
     ``video_dim``, ``audio_dim``, ``text_dim`` must equal the feature widths, and
     ``max_frames`` the data's frame count (it sizes the frame position embedding).
     """
-    want = {"video_dim": shapes.video_dim, "audio_dim": shapes.audio_dim,
-            "text_dim": shapes.text_dim, "max_frames": shapes.frames}
-    changes = {k: int(v) for k, v in want.items() if getattr(fusion, k) != int(v)}
+    changes = {k: v for k, v in model_inputs(shapes).items() if getattr(fusion, k) != v}
     notes = [f"{k}: {getattr(fusion, k)} -> {v} (from the data)" for k, v in changes.items()]
     return (fusion.replace(**changes) if changes else fusion), notes
 
@@ -168,14 +167,8 @@ class Trainer:
         self.budget = float(budget_epochs if budget_epochs is not None else train.epochs)
         self.amp = self.device.type == "cuda"
 
-        split = data.train
-        text_clip = np.asarray(split.text_clip, dtype=np.int64)
-        # captions of each clip, as a CSR layout: caps[start[c]:start[c]+count[c]]
-        order = np.argsort(text_clip, kind="stable")
-        self._caps = order
-        self._count = np.bincount(text_clip, minlength=split.n_clips)
-        self._start = np.concatenate([[0], np.cumsum(self._count)[:-1]])
-        self._clips = np.flatnonzero(self._count > 0)  # clips that can be positives
+        self._split = data.train
+        self._clips = self._split.clips_with_text  # clips that can be positives
         if len(self._clips) < 2:
             raise UserError(f"data {getattr(data, 'name', '?')}: the training split has "
                             f"{len(self._clips)} clip(s) with captions; need at least 2")
@@ -218,8 +211,7 @@ class Trainer:
         if self._epoch_cache is None or self._epoch_cache[0] != e:
             rng = np.random.default_rng([self.train_cfg.seed, e, 0x6E6173])
             clips = rng.permutation(self._clips)
-            pick = np.floor(rng.random(len(clips)) * self._count[clips]).astype(np.int64)
-            texts = self._caps[self._start[clips] + pick]
+            texts = self._split.sample_captions(clips, rng)
             self._epoch_cache = (e, clips, texts)
         return self._epoch_cache[1], self._epoch_cache[2]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 from functools import cached_property
 
 import numpy as np
@@ -129,6 +130,16 @@ class DataShapes:
     frames: int
     audio_tokens: int
     text_tokens: int
+
+
+def model_inputs(shapes: Any) -> dict[str, int]:
+    """The FusionConfig fields that must match the data (its feature widths and frame count).
+
+    ``shapes`` is a :class:`DataShapes` or anything with the same attributes. The one
+    place that maps data shapes onto model input sizes (training, cost model, search, benches).
+    """
+    return {"video_dim": int(shapes.video_dim), "audio_dim": int(shapes.audio_dim),
+            "text_dim": int(shapes.text_dim), "max_frames": max(int(shapes.frames), 1)}
 
 
 @dataclass(eq=False)

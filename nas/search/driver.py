@@ -216,8 +216,9 @@ def _space_with_budget(space: SearchSpace, opts: SearchOptions) -> SearchSpace:
 
 def _data_overrides(shapes: Any) -> dict[str, int]:
     """FusionConfig fields that must match the data."""
-    return {"video_dim": int(shapes.video_dim), "audio_dim": int(shapes.audio_dim),
-            "text_dim": int(shapes.text_dim), "max_frames": int(shapes.frames)}
+    from nas.data import model_inputs
+
+    return model_inputs(shapes)
 
 
 # The original AVIGATE configuration: the reference's sizes with gates that read only
