@@ -118,7 +118,7 @@ def _trigger(f: Fault, fusion: Any) -> None:
     if f.kind == "raise":
         raise RuntimeError(f"injected fault: {f.field}={f.value}")
     if f.kind == "exit_once":
-        marker = os.path.join(f.where, f"attempted-{fusion.config_id}")
+        marker = os.path.join(f.where, f"attempted-{fusion.fusion_id}")
         try:
             fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
         except FileExistsError:
@@ -194,7 +194,7 @@ def fake_estimate_costs(cfg: Any, shapes: Any = None, gallery: int = 1000,
 
 def fake_quality(fusion: Any, train: Any) -> float:
     """The recall ceiling of a config: grows with size, plus a fixed per-config offset."""
-    offset = int(fusion.config_id[:6], 16) % 1000 / 1000.0  # stable across processes
+    offset = int(fusion.fusion_id[:6], 16) % 1000 / 1000.0  # stable across processes
     text = 15.0 if fusion.text_conditioned else 0.0
     lr_term = -5.0 * abs(math.log10(train.lr) + 3.0)  # best near lr = 1e-3
     return (60.0 + 12.0 * math.log2(fusion.width / 16) + 6.0 * fusion.layers + text
