@@ -1,6 +1,7 @@
 """The shipped digits data set: the builder (bit for bit), the loader, bad input, training.
 
-The FSDD WAVs are found via ``NAS_FSDD_DIR`` or ``<repo>/../shared/data/fsdd/recordings``.
+The FSDD WAVs are found via ``NAS_FSDD_DIR`` or else in the folder ``shared/data/fsdd/recordings``
+beside the repository (where CI keeps them).
 Tests that need them skip when they are absent, except in CI (``CI=true``), where they fail:
 CI has ``shared/`` beside its clone and must check the shipped copy against the WAVs. The
 build runs once per session (about 10 s on an idle 2-core machine).
