@@ -14,7 +14,7 @@ from nas.errors import UserError
 
 # (subcommand module, ...) in the order shown by --help.
 _COMMANDS = ["search", "spaces", "train", "dashboard", "report", "export", "ablate",
-             "verdict"]
+             "verdict", "data"]
 
 
 def build_parser() -> argparse.ArgumentParser:
