@@ -18,7 +18,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", required=True, metavar="CFG.yaml", help="config file")
     p.add_argument("--seeds", type=int, default=3, help="seeds per variant (default 3)")
     p.add_argument("--data", default=None, metavar="SPEC",
-                   help="'synthetic', 'synthetic:clips=N,seed=S' or a feature directory "
+                   help="'synthetic', 'synthetic:clips=N,seed=S', 'digits' or a feature directory "
                         "(default: the config's meta.data, as written by nas export, "
                         "else synthetic)")
     p.add_argument("--epochs", type=float, default=None, metavar="N",

@@ -39,7 +39,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                     "checkpoint, per-epoch metrics and gate statistics.")
     p.add_argument("--config", required=True, metavar="CFG.yaml", help="config file")
     p.add_argument("--data", default=None, metavar="SPEC",
-                   help="'synthetic', 'synthetic:clips=2000,seed=1' or a feature directory "
+                   help="'synthetic', 'synthetic:clips=2000,seed=1', 'digits' or a feature directory "
                         "(default: the config's meta.data, as written by nas export, "
                         "else synthetic)")
     p.add_argument("--epochs", type=float, default=None, metavar="N",
