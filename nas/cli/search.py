@@ -77,7 +77,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--storage", default=DEFAULT_STORAGE, metavar="URL",
                    help="Optuna storage URL (default: sqlite:///studies.db)")
     p.add_argument("--data", default=None, metavar="SPEC",
-                   help="'synthetic[:k=v,...]', 'digits[:k=v,...]' (real signals, shipped) or a feature directory (default: the space's)")
+                   help="'synthetic[:k=v,...]', 'digits[:k=v,...]' (real signals, shipped) "
+                        "or a feature directory (default: the space's)")
     p.add_argument("--trials", type=int, default=None, metavar="N",
                    help="trained trials in the study in total (default: the space's)")
     p.add_argument("--time-budget", default=None, metavar="DURATION",
