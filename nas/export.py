@@ -31,8 +31,8 @@ import numpy as np
 
 from nas.config import FusionConfig, TrainConfig, save_config_file
 from nas.errors import UserError
-from nas.report.data import (_direction_signs, full_budget_trials, is_full_budget, normalise,
-                             pareto_mask, to_minimisation)
+from nas.report.data import normalise
+from nas.search.pareto import direction_signs, is_full_budget, pareto_front, to_losses
 
 __all__ = ["ExportError", "Pick", "choose_trial", "export_trial", "knee_index", "parse_pick",
            "refuse_reason"]
@@ -94,7 +94,7 @@ def parse_pick(text: str) -> Pick:
 
 def knee_index(values: np.ndarray, directions: Sequence[Any]) -> int:
     """Index of the knee among front points ``values`` [n, k] (see module docstring)."""
-    loss = to_minimisation(values, directions)
+    loss = to_losses(values, directions)
     n, k = loss.shape
     if n == 0:
         raise ValueError("empty front")
@@ -148,13 +148,11 @@ def _objective_index(study: Any, name: str, pick: Pick) -> int:
 
 
 def _front(study: Any) -> list[Any]:
-    full = full_budget_trials(study.get_trials(deepcopy=False))
-    if not full:
+    front = pareto_front(study)
+    if not front:
         raise ExportError(f"study {study.study_name!r} has no trial that reached the full "
                           "budget; nothing can be exported yet")
-    vals = np.asarray([t.values for t in full], dtype=float)
-    mask = pareto_mask(vals, study.directions)
-    return [t for t, m in zip(full, mask) if m]
+    return front
 
 
 def choose_trial(study: Any, pick: Pick | str) -> Any:
@@ -172,7 +170,7 @@ def choose_trial(study: Any, pick: Pick | str) -> Any:
         return match[0]
     front = _front(study)
     vals = np.asarray([t.values for t in front], dtype=float)
-    signs = _direction_signs(study.directions)
+    signs = direction_signs(study.directions)
     if pick.kind == "knee":
         return front[knee_index(vals, study.directions)]
     assert pick.objective is not None

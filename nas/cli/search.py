@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import time
 
 from nas import DEFAULT_STORAGE
 import sys
@@ -42,8 +43,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         description="Propose configurations with an Optuna sampler, train them as short "
                     "proxies on Ray Tune, stop weak ones early with multi-objective "
                     "successive halving, and record every trial in an Optuna study. With no "
-                    "arguments: the gated_fusion space on embedded synthetic data, about ten "
-                    "minutes on a 2-core CPU. Running the same command again resumes.")
+                    "arguments: the gated_fusion space on embedded synthetic data, ending by "
+                    "itself after its 5-minute time budget. Running the same command again "
+                    "resumes.")
     p.add_argument("--space", default="gated_fusion", metavar="FILE",
                    help="search-space file or shipped name (default: gated_fusion)")
     p.add_argument("--study", default=None, metavar="NAME",
@@ -54,6 +56,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    help="'synthetic[:k=v,...]' or a feature directory (default: the space's)")
     p.add_argument("--trials", type=int, default=None, metavar="N",
                    help="trained trials in the study in total (default: the space's)")
+    p.add_argument("--time-budget", default=None, metavar="DURATION",
+                   help="wall-clock limit of this run, e.g. 90s, 20m, 1.5h (default: the "
+                        "space's time_budget); at the limit the running trials are recorded "
+                        "as failed and re-queued, and running the command again continues "
+                        "the study with a fresh budget")
     p.add_argument("--concurrency", type=int, default=0, metavar="N",
                    help="trials at once (default: CPUs / --cpus-per-trial)")
     p.add_argument("--cpus-per-trial", type=_pos_float, default=1.0, metavar="N")
@@ -63,7 +70,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    help="connect to an existing Ray cluster (default: start a local one)")
     p.add_argument("--sampler", default="tpe", choices=SAMPLERS)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--objectives", default=DEFAULT_OBJECTIVES, metavar="A,B",
+    p.add_argument("--objectives", default=DEFAULT_OBJECTIVES, metavar="A,B,...",
                    help=f"from: {', '.join(OBJECTIVES)} (default: {DEFAULT_OBJECTIVES})")
     p.add_argument("--max", action="append", default=[], metavar="COST=V", dest="limits",
                    help="cost limit, e.g. query_gflops=5 (repeatable); over-limit "
@@ -86,6 +93,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def run(args: argparse.Namespace) -> int:
     """Parse, delegate to ``nas.search.driver.run_search``, print the front and hints."""
+    started_at = time.monotonic()  # the time budget counts from here (before the imports)
     from nas.search.driver import SearchOptions, format_front, run_search
     from nas.search.evaluator import EvaluatorSpec, RayOptions
     import optuna
@@ -96,6 +104,14 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--trial-retries must be >= 0, got {args.trial_retries}")
     if args.eta is not None and args.eta <= 1:
         raise UserError(f"--eta must be > 1, got {args.eta}")
+    time_budget_s = None
+    if args.time_budget is not None:
+        from nas.search.space import parse_duration
+
+        try:
+            time_budget_s = parse_duration(args.time_budget)
+        except ValueError as e:
+            raise UserError(f"--time-budget {args.time_budget!r}: {e}") from None
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     opts = SearchOptions(
         space=args.space, study=args.study, storage=args.storage, data=args.data,
@@ -106,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
                        cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
                        max_failures=args.trial_retries),
         evaluator=EvaluatorSpec.named(args.evaluator), executor=args.executor,
-        quiet=args.quiet)
+        quiet=args.quiet, time_budget_s=time_budget_s, started_at=started_at)
     summary = run_search(opts)
     import optuna as _o
 
@@ -115,6 +131,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"\nstudy {summary.study_name!r}: {summary.trained}/{summary.target} trials trained "
           f"({', '.join(f'{k.lower()} {v}' for k, v in sorted(summary.states.items()))}); "
           f"hypervolume {summary.hypervolume:.4g}; {summary.elapsed_s:.0f} s")
+    if summary.time_up:
+        print(f"time budget reached ({summary.time_budget_s:g} s): the running trials were "
+              "recorded as failed and re-queued; run the same command again to continue the "
+              "study with a fresh budget.", file=sys.stderr)
     if summary.interrupted:
         print("interrupted: running trials were recorded as failed and re-queued; run the "
               "same command again to continue.", file=sys.stderr)

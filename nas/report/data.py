@@ -9,7 +9,8 @@ Conventions (docs/ARCHITECTURE.md "Study records"):
 - full-budget trials are COMPLETE trials whose user attr ``full_budget`` is true (a record
   without the attr counts as full budget when COMPLETE, since only full-budget trials are
   COMPLETE by contract);
-- the Pareto front is the set of non-dominated full-budget trials;
+- the Pareto front, the full-budget filter and the hypervolume are ``nas.search.pareto``'s
+  (the one implementation; re-exported here for the report's callers);
 - intermediate values: step = rung index, value = ``recall`` at that rung.
 """
 
@@ -18,17 +19,18 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
+
+from nas.search.pareto import (_state_name, direction_signs, full_budget_trials,
+                               is_full_budget, pareto_mask)
 
 __all__ = [
     "GateSummary",
     "front_table",
     "full_budget_trials",
     "gate_summaries",
-    "hypervolume",
-    "hypervolume_history",
     "is_full_budget",
     "learning_curves",
     "normalise",
@@ -37,79 +39,13 @@ __all__ = [
     "pareto_points",
     "proxy_fidelity",
     "spearman",
-    "to_minimisation",
     "violin_samples",
 ]
 
-# Hypervolume reference point, in normalised minimisation space (0 = best observed,
-# 1 = worst observed full-budget value of each objective): slightly beyond the worst so
-# that extreme front points still contribute a non-zero slab.
-HV_REFERENCE = 1.1
-
 
 # ---------------------------------------------------------------------------------
-# trial selection
+# Pareto scatter
 # ---------------------------------------------------------------------------------
-
-def _state_name(trial: Any) -> str:
-    state = getattr(trial, "state", None)
-    return getattr(state, "name", str(state))
-
-
-def is_full_budget(trial: Any) -> bool:
-    """True for COMPLETE trials that reached the full budget (see module docstring)."""
-    if _state_name(trial) != "COMPLETE" or trial.values is None:
-        return False
-    return bool(trial.user_attrs.get("full_budget", True))
-
-
-def full_budget_trials(trials: Iterable[Any]) -> list[Any]:
-    """The full-budget COMPLETE trials, in trial-number order."""
-    return sorted((t for t in trials if is_full_budget(t)), key=lambda t: t.number)
-
-
-# ---------------------------------------------------------------------------------
-# Pareto front and hypervolume
-# ---------------------------------------------------------------------------------
-
-def _direction_signs(directions: Sequence[Any]) -> np.ndarray:
-    """+1 for minimised objectives, -1 for maximised ones (accepts enums or strings)."""
-    signs = []
-    for d in directions:
-        name = getattr(d, "name", str(d)).lower()
-        if name not in ("minimize", "maximize"):
-            raise ValueError(f"unknown direction {d!r}; expected minimize or maximize")
-        signs.append(1.0 if name == "minimize" else -1.0)
-    return np.asarray(signs)
-
-
-def to_minimisation(values: np.ndarray, directions: Sequence[Any]) -> np.ndarray:
-    """Objective values [n, k] turned into losses (maximised objectives negated)."""
-    v = np.asarray(values, dtype=float).reshape(-1, len(directions))
-    return v * _direction_signs(directions)
-
-
-def pareto_mask(values: np.ndarray, directions: Sequence[Any],
-                keep_duplicates: bool = False) -> np.ndarray:
-    """Boolean mask of the non-dominated rows of ``values`` [n, k].
-
-    A row is dominated when another is no worse in every objective and strictly better in
-    one. Of identical non-dominated rows only the first is kept (rows come in trial-number
-    order, so the earliest trial), as ``nas.search.pareto_front`` does, unless
-    ``keep_duplicates``.
-    """
-    loss = to_minimisation(values, directions)
-    n = loss.shape[0]
-    mask = np.ones(n, dtype=bool)
-    for i in range(n):
-        no_worse = np.all(loss <= loss[i], axis=1)
-        better = np.any(loss < loss[i], axis=1)
-        if np.any(no_worse & better):
-            mask[i] = False
-        elif not keep_duplicates and np.any(np.all(loss[:i] == loss[i], axis=1) & mask[:i]):
-            mask[i] = False
-    return mask
-
 
 def normalise(loss: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     """Map losses to [0, 1] per objective with ``lo`` -> 0 and ``hi`` -> 1.
@@ -118,55 +54,6 @@ def normalise(loss: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     """
     span = np.where(hi > lo, hi - lo, 1.0)
     return (np.asarray(loss, dtype=float) - lo) / span
-
-
-def hypervolume(loss: np.ndarray, reference: np.ndarray) -> float:
-    """Exact hypervolume dominated by ``loss`` [n, k] (minimisation) up to ``reference``.
-
-    Points that do not strictly dominate the reference are ignored. Recursive slicing over
-    the first objective: exact, O(n^k), fine for the front sizes of a search.
-    """
-    pts = np.asarray(loss, dtype=float).reshape(-1, len(reference))
-    ref = np.asarray(reference, dtype=float)
-    pts = pts[np.all(pts < ref, axis=1)]
-    if len(pts) == 0:
-        return 0.0
-    if pts.shape[1] == 1:
-        return float(ref[0] - pts[:, 0].min())
-    pts = pts[np.argsort(pts[:, 0], kind="stable")]
-    total = 0.0
-    for i in range(len(pts)):
-        x_next = pts[i + 1, 0] if i + 1 < len(pts) else ref[0]
-        width = x_next - pts[i, 0]
-        if width > 0:
-            total += width * hypervolume(pts[: i + 1, 1:], ref[1:])
-    return float(total)
-
-
-def hypervolume_history(values: np.ndarray, directions: Sequence[Any],
-                        reference: float = HV_REFERENCE) -> np.ndarray:
-    """Normalised hypervolume of the front after each of the full-budget trials.
-
-    ``values`` [n, k] are the full-budget trials' objective values in completion (trial
-    number) order. Each objective is normalised over all n trials (best observed -> 0,
-    worst -> 1, in minimisation form), the reference point is ``reference`` in every
-    coordinate, and the result is divided by the reference box volume
-    (``reference ** k``), so it lies in [0, 1] and is comparable along the history.
-    Entry i is the hypervolume of trials 0..i.
-    """
-    loss = to_minimisation(values, directions)
-    if loss.shape[0] == 0:
-        return np.zeros(0)
-    norm = normalise(loss, loss.min(axis=0), loss.max(axis=0))
-    k = norm.shape[1]
-    ref = np.full(k, float(reference))
-    box = float(reference) ** k
-    out = np.empty(len(norm))
-    for i in range(len(norm)):
-        pts = norm[: i + 1]
-        pts = pts[pareto_mask(pts, ["minimize"] * k)]
-        out[i] = hypervolume(pts, ref) / box
-    return out
 
 
 @dataclass
@@ -421,7 +308,7 @@ def param_importances(trials: Sequence[Any], directions: Sequence[Any],
         msg = (f"only {len(full)} full-budget trial(s); parameter importance needs at least "
                f"{min_trials}")
         return {}, {name: msg for name in metric_names}
-    signs = _direction_signs(directions)
+    signs = direction_signs(directions)
     level = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "new study created" line
     try:

@@ -11,7 +11,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import plotly.graph_objects as go
 
-from nas.report.data import Curve, Fidelity, GateSummary, ParetoPoints, _direction_signs
+from nas.report.data import Curve, Fidelity, GateSummary, ParetoPoints
+from nas.search.pareto import direction_signs
 
 __all__ = [
     "curves_figure",
@@ -28,7 +29,7 @@ _LAYOUT = dict(template="plotly_white", height=420, margin=dict(l=60, r=20, t=50
 
 def pareto_axes(directions: Sequence[Any]) -> tuple[int, int]:
     """(x, y) objective indices: x = the first minimised (cost), y = the first maximised."""
-    signs = _direction_signs(directions)
+    signs = direction_signs(directions)
     mins = [i for i, s in enumerate(signs) if s > 0]
     maxs = [i for i, s in enumerate(signs) if s < 0]
     if len(signs) == 1:
@@ -57,7 +58,7 @@ def pareto_figure(pts: ParetoPoints, metric_names: Sequence[str],
             line=dict(shape="hv", dash="dot"),
             text=[pts.hover[i] for i in order], hoverinfo="text"))
     # cost spans orders of magnitude; a log axis needs positive values
-    log_x = _direction_signs(directions)[xi] > 0 and len(pts.values) and \
+    log_x = direction_signs(directions)[xi] > 0 and len(pts.values) and \
         bool(np.all(pts.values[:, xi] > 0))
     fig.update_layout(title="Pareto front of full-budget trials",
                       xaxis_title=metric_names[xi], yaxis_title=metric_names[yi], **_LAYOUT)

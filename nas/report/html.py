@@ -8,8 +8,11 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from nas.config import atomic_write_text
+import numpy as np
+
 from nas.report import data as D
 from nas.report import draw
+from nas.search.pareto import hypervolume_history
 
 __all__ = ["MAX_GATE_TRIALS", "build_report", "write_report"]
 
@@ -90,13 +93,13 @@ def build_report(study: Any) -> str:
     # hypervolume --------------------------------------------------------------------
     doc.h2("Hypervolume history")
     if len(full) >= 1 and len(directions) >= 1:
-        hv = D.hypervolume_history(pts.values, directions)
-        doc.fig(draw.hypervolume_figure(pts.numbers, hv))
-        doc.p("Each objective is normalised over all full-budget trials (best observed = 0, "
-              f"worst = 1, maximised objectives negated); the reference point is "
-              f"{D.HV_REFERENCE} in every coordinate and the volume is divided by the "
-              "reference box, so 1 would mean one trial best in every objective at once.",
-              "note")
+        numbers, hv = hypervolume_history(study)
+        doc.fig(draw.hypervolume_figure(numbers, np.asarray(hv)))
+        doc.p("The share of the study's objective box that the front dominates (the number "
+              "the search's progress line shows as hypervolume): recall from 300 to 0, each cost "
+              "on a log axis from half the cheapest to twice the most expensive configuration "
+              "the study tried (or its --max limit); the reference point is the box's worst "
+              "corner. Every point uses the final box.", "note")
     else:
         doc.p("No full-budget trial yet.", "note")
 

@@ -9,9 +9,12 @@ One driver process per study writes the storage. It:
 3. registers itself (``liveness``), marks trials left RUNNING by a dead driver FAIL
    ("driver crashed") and re-queues their parameters; several drivers may share a study;
 4. runs trials on Ray Tune (``ray_adapter``) or, for tests, in this process (``local``)
-   until ``--trials`` trials have trained; Ctrl-C records the running trials as FAIL
-   ("interrupted") and re-queues them, never leaving a half-written record (SIGINT is held
-   back while a record is being written);
+   until ``--trials`` trials have trained or the time budget is spent, whichever comes
+   first (``--time-budget``, else the space's ``time_budget``: wall clock from the start
+   of the command, of which the last 10%, at most 30 s, is kept for recording, stopping
+   Ray and the summary). Ctrl-C, and the deadline likewise, records the running trials as
+   FAIL ("interrupted", "time budget ... reached") and re-queues them, never leaving a
+   half-written record (SIGINT is held back while a record is being written);
 5. prints the Pareto front of full-budget trials.
 """
 
@@ -80,6 +83,8 @@ class SearchOptions:
     evaluator: EvaluatorSpec = field(default_factory=EvaluatorSpec)
     executor: str = "ray"  # "ray" | "local" (in-process, sequential: tests, debugging)
     quiet: bool = False
+    time_budget_s: float | None = None  # default: the space's time_budget, else none
+    started_at: float | None = None  # time.monotonic() when the command started (the CLI's)
     max_skips: int = 100  # proposals in a row that cannot be trained before giving up
 
 
@@ -96,6 +101,8 @@ class SearchSummary:
     hypervolume: float
     interrupted: bool
     elapsed_s: float
+    time_up: bool = False  # the time budget ended the run
+    time_budget_s: float | None = None
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -265,27 +272,6 @@ def warm_start_configs(space: SearchSpace, overrides: Mapping[str, Any]
     return out
 
 
-def _hv_reference(objectives: list[Objective], space: SearchSpace, overrides: Mapping[str, Any],
-                  cost_fn: Any, shapes: Any, limits: Mapping[str, float], data: Any
-                  ) -> list[float]:
-    """The study's fixed hypervolume reference point (see ``pareto`` module docstring)."""
-    ref_f, _ = space.build(space.reference_params(), overrides)
-    need_latency = any(o.name == "latency_ms" for o in objectives)
-    costs = cost_fn(ref_f, shapes, gallery=1000, measure_latency=need_latency)
-    n_val = int(getattr(getattr(data, "val", None), "n_clips", 1000) or 1000)
-    out = []
-    for o in objectives:
-        if o.name in limits:
-            out.append(float(limits[o.name]))
-        elif o.known_before_training:
-            out.append(2.0 * float(costs[o.key]))
-        elif o.maximize:
-            out.append(0.0)
-        else:
-            out.append(float(n_val + 1))
-    return out
-
-
 READY_KEY = "nas:ready"
 
 
@@ -296,8 +282,7 @@ def _is_ready(study: optuna.Study) -> bool:
 
 
 def _initialise(study: optuna.Study, opts: SearchOptions, space: SearchSpace,
-                names: list[str], data_spec: str, overrides: Mapping[str, Any],
-                hv_ref: Any) -> None:
+                names: list[str], data_spec: str, overrides: Mapping[str, Any]) -> None:
     """Enqueue the warm start, set metric names and study attrs, then mark it ready.
 
     Idempotent, so a driver that finds a study whose creator crashed half-way finishes
@@ -315,7 +300,7 @@ def _initialise(study: optuna.Study, opts: SearchOptions, space: SearchSpace,
              "data": data_spec, "rungs": space.proxy.rungs(),
              "full_budget": space.proxy.max_budget, "eta": space.proxy.eta,
              "train_config": base_train.to_dict(), "seed": opts.seed, "sampler": opts.sampler,
-             "limits": parse_limits(opts.limits), "hv_reference": hv_ref()}
+             "limits": parse_limits(opts.limits)}
     for k, v in attrs.items():
         study.set_user_attr(k, v)
     # Last: its presence means everything above is there (older versions: see _is_ready).
@@ -325,7 +310,7 @@ def _initialise(study: optuna.Study, opts: SearchOptions, space: SearchSpace,
 
 def _open_study(opts: SearchOptions, space: SearchSpace, objectives: list[Objective],
                 sampler: optuna.samplers.BaseSampler, data_spec: str, overrides: Mapping[str, Any],
-                hv_ref: Any, ready_timeout_s: float = 120.0
+                ready_timeout_s: float = 120.0
                 ) -> tuple[optuna.Study, bool, DriverRegistry]:
     """Create or load the study, register this driver in it, and check it matches.
 
@@ -359,14 +344,14 @@ def _open_study(opts: SearchOptions, space: SearchSpace, objectives: list[Object
         sampler.reseed_rng()
     if created:
         faultpoint("after_create")
-        _initialise(study, opts, space, names, data_spec, overrides, hv_ref)
+        _initialise(study, opts, space, names, data_spec, overrides)
         return study, True, registry
     deadline = time.monotonic() + ready_timeout_s
     while not _is_ready(study):
         entries = registry.entries()
         if not any(registry.alive(d, entries) for d in entries if d != registry.id):
             # Nobody else is initialising it: its creator died half-way. Finish the job.
-            _initialise(study, opts, space, names, data_spec, overrides, hv_ref)
+            _initialise(study, opts, space, names, data_spec, overrides)
             break
         if time.monotonic() > deadline:
             registry.stop()
@@ -404,6 +389,45 @@ def _check_matches(study: optuna.Study, opts: SearchOptions, space: SearchSpace,
     if ua.get("data") not in (None, data_spec):
         raise UserError(f"study {name!r} was run on data {ua.get('data')!r}; this run "
                         f"asks for {data_spec!r}. Use the same --data, or a new --study")
+
+
+class _Deadline:
+    """Ends the run at a wall-clock deadline: the searcher proposes nothing more and the
+    main thread gets a KeyboardInterrupt (through the SIGINT guard, so never in the middle
+    of a record), which records the running trials as FAIL and re-queues them."""
+
+    def __init__(self, core: AskTellSearcher, seconds_left: float | None) -> None:
+        self.core = core
+        self.fired = False
+        # interrupting only helps when the search runs in the main thread (the CLI); in
+        # another thread the run ends when the running trials finish
+        self._interrupt = threading.current_thread() is threading.main_thread()
+        self._lock = threading.Lock()
+        self._done = False
+        self._timer: threading.Timer | None = None
+        if seconds_left is not None:
+            self._timer = threading.Timer(max(0.0, seconds_left), self._fire)
+            self._timer.daemon = True
+
+    def start(self) -> None:
+        if self._timer is not None:
+            self._timer.start()
+
+    def _fire(self) -> None:
+        with self._lock:
+            if self._done:
+                return
+            self.fired = True
+            self.core.closed = True
+            if self._interrupt:
+                import _thread
+                _thread.interrupt_main()
+
+    def stop(self) -> None:
+        with self._lock:
+            self._done = True
+        if self._timer is not None:
+            self._timer.cancel()
 
 
 class _SigintGuard:
@@ -449,7 +473,7 @@ class Progress:
     """One live status line on stderr (\\r-updated on a tty, plain lines otherwise)."""
 
     def __init__(self, study: optuna.Study, core: AskTellSearcher, out: TextIO, quiet: bool,
-                 min_interval: float = 0.5) -> None:
+                 min_interval: float = 0.5, deadline: float | None = None) -> None:
         self.study = study
         self.core = core
         self.out = out
@@ -460,6 +484,7 @@ class Progress:
         self.last = 0.0
         self.last_line = ""
         self.min_interval = min_interval if self.tty else 5.0
+        self.deadline = deadline  # time.monotonic() at which the time budget ends
 
     def counts(self) -> dict[str, int]:
         """Trial counts by status (from the storage)."""
@@ -478,10 +503,12 @@ class Progress:
         done_now = self.core.done - self.done0
         left = self.core.n_trials - self.core.done
         eta = f"{_fmt_s(el / done_now * left)}" if done_now and left > 0 else "-"
+        if self.deadline is not None:
+            eta += f", budget left {_fmt_s(max(0.0, self.deadline - time.monotonic()))}"
         return (f"trials {self.core.done}/{self.core.n_trials} done "
                 f"(complete {c['complete']}, stopped {c['stopped']}, failed {c['failed']}, "
                 f"infeasible {c['infeasible']}, duplicate {c['duplicate']}) | running "
-                f"{len(self.core.in_flight)} | front {len(front)} | hv {hv:.4g} | "
+                f"{len(self.core.in_flight)} | front {len(front)} | hypervolume {hv:.3f} | "
                 f"{_fmt_s(el)} elapsed, ETA {eta}")
 
     def update(self, force: bool = False) -> None:
@@ -597,7 +624,7 @@ def _gate_plot_attacher(study: optuna.Study, storage_url: str
 def run_search(opts: SearchOptions, out: TextIO | None = None) -> SearchSummary:
     """Run (or resume) a search; see the module docstring."""
     out = out or sys.stderr
-    t0 = time.monotonic()
+    t0 = opts.started_at if opts.started_at is not None else time.monotonic()
     space = _space_with_budget(load_space(opts.space), opts)
     objectives = parse_objectives(opts.objectives)
     limits = parse_limits(opts.limits)
@@ -617,9 +644,8 @@ def run_search(opts: SearchOptions, out: TextIO | None = None) -> SearchSummary:
     shapes = data.shapes
     overrides = _data_overrides(shapes)
 
-    study, created, registry = _open_study(
-        opts, space, objectives, sampler, data_spec, overrides,
-        lambda: _hv_reference(objectives, space, overrides, cost_fn, shapes, limits, data))
+    study, created, registry = _open_study(opts, space, objectives, sampler, data_spec,
+                                           overrides)
     try:
         return _search(opts, study, created, registry, space, objectives, cost_fn, shapes,
                        overrides, limits, data, data_spec, n_trials, out, t0)
@@ -636,7 +662,14 @@ def _search(opts: SearchOptions, study: optuna.Study, created: bool,
                            n_trials, max_skips=opts.max_skips, registry=registry,
                            on_full_budget=_gate_plot_attacher(study, opts.storage))
     crashed = core.recovered
-    progress = Progress(study, core, out, opts.quiet)
+    budget = opts.time_budget_s if opts.time_budget_s is not None else space.time_budget_s
+    # Trials stop a little before the budget ends: recording the running ones, stopping Ray
+    # and printing the summary take the rest, so the command itself ends within its budget.
+    reserve = 0.0 if budget is None else min(30.0, 0.1 * budget)
+    deadline = _Deadline(core, None if budget is None else
+                         t0 + budget - reserve - time.monotonic())
+    progress = Progress(study, core, out, opts.quiet,
+                        deadline=None if budget is None else t0 + budget - reserve)
     core.on_event = progress.update
     if not opts.quiet:
         verb = "created" if created else "resuming"
@@ -645,27 +678,38 @@ def _search(opts: SearchOptions, study: optuna.Study, created: bool,
                   f"{','.join(o.name for o in objectives)}, sampler {opts.sampler}, rungs "
                   f"{space.proxy.rungs()} epochs, {'MO-ASHA' if opts.prune else 'no pruning'}"
                   f", data {data_spec}; {core.done}/{n_trials} trials done"
+                  + (f"; time budget {_fmt_s(budget)} (this run)" if budget else "")
                   + (f"; {crashed} trial(s) left running by a crash re-queued" if crashed else "")
                   + "\n")
-    asha = MOASHA(len(space.proxy.rungs()), space.proxy.eta, enabled=opts.prune)
+    asha = MOASHA(len(space.proxy.rungs()), space.proxy.eta, enabled=opts.prune,
+                  quality=[i for i, o in enumerate(objectives) if not o.known_before_training])
     guard = _SigintGuard()
     guard.install()
-    interrupted = False
+    interrupted = time_up = False
     try:
-        if core.remaining > 0:
-            if opts.executor == "local":
-                _run_local(core, asha, opts.evaluator, data, guard)
-            else:
-                from nas.search import ray_adapter  # the only module that imports Ray
+        try:
+            deadline.start()
+            if core.remaining > 0:
+                if opts.executor == "local":
+                    _run_local(core, asha, opts.evaluator, data, guard)
+                else:
+                    from nas.search import ray_adapter  # the only module that imports Ray
 
-                del data  # the workers load their own copy
-                ray_adapter.run_tune(core, asha, opts.evaluator, data_spec, opts.ray, guard)
+                    del data  # the workers load their own copy
+                    ray_adapter.run_tune(core, asha, opts.evaluator, data_spec, opts.ray, guard)
+        finally:
+            deadline.stop()  # no interrupt is sent after this returns
     except KeyboardInterrupt:
-        interrupted = True
+        if deadline.fired:
+            time_up = True
+        else:
+            interrupted = True
     finally:
         guard.uninstall()
         # Anything still running did not finish: record it honestly and re-queue it.
-        reason = "interrupted" if interrupted else "driver stopped before the trial ended"
+        reason = ("interrupted" if interrupted else
+                  f"time budget {_fmt_s(budget or 0)} reached" if time_up or deadline.fired
+                  else "driver stopped before the trial ended")
         core.abandon(reason)
         progress.close()
     front = pareto_front(study)
@@ -674,5 +718,6 @@ def _search(opts: SearchOptions, study: optuna.Study, created: bool,
     for t in trials:
         states[t.state.name] = states.get(t.state.name, 0) + 1
     return SearchSummary(study.study_name, opts.storage, records.counted(trials), n_trials,
-                         states, front,
-                         study_hypervolume(study, front), interrupted, time.monotonic() - t0)
+                         states, front, study_hypervolume(study, front), interrupted,
+                         time.monotonic() - t0, time_up=time_up or deadline.fired,
+                         time_budget_s=budget)

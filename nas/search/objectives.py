@@ -64,11 +64,16 @@ OBJECTIVES: dict[str, Objective] = {o.name: o for o in (
               "measured milliseconds per query at gallery 1000"),
 )}
 
-DEFAULT_OBJECTIVES = "recall,query_gflops"
+# Recall against both costs of serving: a text-agnostic configuration's query cost depends
+# only on its text side and width, so recall + query cost alone cannot see what its fusion
+# layers, resampler, gates or pooling cost (its fronts collapsed to one point); the index
+# cost (per clip, paid once) sees exactly that, and the query cost separates
+# text-conditioned configurations (one fused pass per clip per query). README "Objectives".
+DEFAULT_OBJECTIVES = "recall,query_gflops,index_gflops"
 
 
 def parse_objectives(text: str | Sequence[str]) -> list[Objective]:
-    """``"recall,query_gflops"`` -> objectives; unknown or repeated names are UserErrors."""
+    """``"recall,query_gflops,index_gflops"`` -> objectives; unknown or repeated names are UserErrors."""
     names = [n.strip() for n in (text.split(",") if isinstance(text, str) else text)]
     names = [n for n in names if n]
     if not names:

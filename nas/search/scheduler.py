@@ -4,7 +4,8 @@ Schmucker et al. 2021 ("Multi-objective asynchronous successive halving"): ASHA'
 "continue a trial at rung r if it is in the top floor(n/eta) of the n trials seen at rung r" with
 the scalar ranking replaced by a multi-objective one. Here the ranking is NSGA-II's:
 non-dominated sorting of the objective vectors (all oriented for minimisation), the last
-front that does not fit broken by crowding distance (extremes first). The vector of a
+front that does not fit cut by quality first, then crowding distance, then hypervolume
+contribution (``select_top``). The vector of a
 trial at a rung holds its quality objectives at that rung (recall, ...) and its cost
 objectives, which are known exactly before training. So a cheap weak configuration and an
 expensive strong one are both on the first front and both continue, where scalar ASHA on
@@ -21,29 +22,10 @@ from typing import Hashable, Sequence
 
 import numpy as np
 
+from nas.search.pareto import hypervolume_contributions, non_dominated_ranks
+
 __all__ = ["MOASHA", "crowding_distance", "non_dominated_ranks", "promote", "select_top"]
-
-
-def non_dominated_ranks(points: np.ndarray) -> np.ndarray:
-    """Front index (0 = non-dominated) of each row of ``points`` (minimisation)."""
-    pts = np.asarray(points, dtype=float)
-    n = len(pts)
-    if n == 0:
-        return np.zeros(0, dtype=int)
-    # dominated[i, j]: j dominates i (no worse everywhere, better somewhere).
-    le = np.all(pts[None, :, :] <= pts[:, None, :], axis=2)
-    lt = np.any(pts[None, :, :] < pts[:, None, :], axis=2)
-    dominated = le & lt
-    ranks = np.full(n, -1, dtype=int)
-    remaining = np.ones(n, dtype=bool)
-    r = 0
-    while remaining.any():
-        # a point is in the current front when no remaining point dominates it
-        front = remaining & ~np.any(dominated & remaining[None, :], axis=1)
-        ranks[front] = r
-        remaining &= ~front
-        r += 1
-    return ranks
+# non_dominated_ranks lives in nas.search.pareto (the one implementation); re-exported.
 
 
 def crowding_distance(points: np.ndarray) -> np.ndarray:
@@ -64,8 +46,20 @@ def crowding_distance(points: np.ndarray) -> np.ndarray:
     return dist
 
 
-def select_top(points: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the best ``k`` rows: whole fronts in order, the last one by crowding."""
+def select_top(points: np.ndarray, k: int, quality: Sequence[int] = (0,)) -> np.ndarray:
+    """Indices of the best ``k`` rows: whole fronts in order; the last one that does not
+    fit is cut in this order:
+
+    1. the rows best in a quality column (``quality``: the columns of recall and the like;
+       costs are the others) come first, so the trial with the best recall at a rung is
+       never stopped because of a tie-break;
+    2. then larger crowding distance (NSGA-II: the extremes of every objective, infinite,
+       then the isolated);
+    3. ties (with three or more objectives most of a small front is an extreme of some
+       cost) by larger exclusive hypervolume contribution, in the rung's own box (each
+       column scaled to [0, 1] over the rung, reference point 1.1);
+    4. then arrival order, so decisions are reproducible.
+    """
     pts = np.asarray(points, dtype=float)
     ranks = non_dominated_ranks(pts)
     chosen: list[int] = []
@@ -74,31 +68,45 @@ def select_top(points: np.ndarray, k: int) -> np.ndarray:
         if len(chosen) + len(front) <= k:
             chosen.extend(front.tolist())
             continue
-        cd = crowding_distance(pts[front])
-        # most isolated first; ties by index (= arrival order) so decisions are stable
-        order = sorted(range(len(front)), key=lambda i: (-cd[i], front[i]))
-        chosen.extend(int(front[i]) for i in order[: k - len(chosen)])
+        need = k - len(chosen)
+        if need <= 0:
+            break
+        sub = pts[front]
+        best_q = np.zeros(len(front), dtype=bool)
+        for j in quality:
+            if 0 <= j < sub.shape[1]:
+                best_q |= sub[:, j] == sub[:, j].min()
+        cd = crowding_distance(sub)
+        key = [(not best_q[i], -cd[i]) for i in range(len(front))]
+        contrib = np.zeros(len(front))
+        ordered = sorted(key)
+        if need < len(front) and ordered[need - 1] == ordered[need]:  # a tie at the cut
+            lo, hi = pts.min(axis=0), pts.max(axis=0)
+            norm = (sub - lo) / np.where(hi > lo, hi - lo, 1.0)
+            contrib = hypervolume_contributions(norm, [1.1] * sub.shape[1])
+        order = sorted(range(len(front)), key=lambda i: (*key[i], -contrib[i], front[i]))
+        chosen.extend(int(front[i]) for i in order[:need])
         break
     return np.array(sorted(chosen), dtype=int)
 
 
-def promote(points: Sequence[Sequence[float]], index: int, eta: float) -> bool:
+def promote(points: Sequence[Sequence[float]], index: int, eta: float,
+            quality: Sequence[int] = (0,)) -> bool:
     """Whether trial ``index`` continues: it is in the top ``max(1, floor(n / eta))`` of
-    the ``n`` trials seen at this rung (n includes it), ranked by non-dominated front and
-    crowding distance.
+    the ``n`` trials seen at this rung (n includes it), ranked as in ``select_top``.
 
     ``floor``, as in ASHA (Li et al. 2020): with ``ceil`` the second trial at a rung of
     eta 2 shares the top with the first and the third takes one of two places, so a
     run of a few dozen trials let most of them through (44% reached the full budget in
     the benchmark where 1/eta^2 = 25% was meant). A single trial seen still continues.
     A cheap weak and an expensive strong configuration are both on the first front; both
-    continue once the rung holds ``2 * eta`` trials (and one of them before: the earlier,
-    since the top-k ties are broken by crowding, then arrival).
+    continue once the rung holds ``2 * eta`` trials (and one of them before: the one with
+    the better quality).
     """
     pts = np.asarray(points, dtype=float)
     n = len(pts)
     k = max(1, math.floor(n / eta + 1e-9))
-    return index in set(select_top(pts, k).tolist())
+    return index in set(select_top(pts, k, quality).tolist())
 
 
 class MOASHA:
@@ -107,14 +115,17 @@ class MOASHA:
     ``report(key, rung, vector)`` records a trial's vector (minimisation-oriented) at a rung
     and returns True when the trial should continue to the next rung. Rungs are evaluated in
     order; the last rung (the full budget) has no decision: the trial finishes.
+    ``quality``: the indices of the quality objectives (recall, ...) in the vectors.
     """
 
-    def __init__(self, n_rungs: int, eta: float, enabled: bool = True) -> None:
+    def __init__(self, n_rungs: int, eta: float, enabled: bool = True,
+                 quality: Sequence[int] = (0,)) -> None:
         if eta <= 1:
             raise ValueError(f"eta must be > 1, got {eta}")
         self.n_rungs = n_rungs
         self.eta = eta
         self.enabled = enabled
+        self.quality = tuple(quality)
         self.records: list[dict[Hashable, tuple[float, ...]]] = [{} for _ in range(n_rungs)]
 
     def report(self, key: Hashable, rung: int, vector: Sequence[float]) -> bool:
@@ -134,4 +145,4 @@ class MOASHA:
         col_max = np.nanmax(np.where(np.isnan(pts), -np.inf, pts), axis=0)
         col_max = np.where(np.isfinite(col_max), col_max, 0.0)
         pts = np.where(np.isnan(pts), col_max + 1.0 + np.abs(col_max), pts)
-        return promote(pts, keys.index(key), self.eta)
+        return promote(pts, keys.index(key), self.eta, self.quality)

@@ -216,6 +216,7 @@ class AskTellSearcher:
         self.limits = dict(limits)
         self.n_trials = n_trials
         self.max_skips = max_skips
+        self.closed = False  # set when the time budget is spent: propose nothing more
         self.on_event = on_event or (lambda: None)
         self.registry = registry
         self.rungs = space.proxy.rungs()
@@ -260,6 +261,8 @@ class AskTellSearcher:
         """The next trial to train, or None when enough trials are done or running."""
         skips = 0
         while True:
+            if self.closed:
+                return None
             self.refresh()
             if self.remaining <= 0:
                 return None

@@ -6,6 +6,7 @@ A space file is YAML (read with ``yaml.safe_load``)::
     description: a few dimensions at tiny sizes
     data: "synthetic:clips=96,seed=0"      # default --data for this space (optional)
     trials: 8                              # default --trials (optional)
+    time_budget: 5m                        # default --time-budget (optional; s, m, h)
     base:                                  # fixed fields of every trial
       fusion: {width: 32, layers: 1, heads: 2}
       train:  {batch_size: 16, epochs: 2}
@@ -40,6 +41,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -54,6 +56,7 @@ __all__ = [
     "InvalidCombination",
     "ProxyBudget",
     "SearchSpace",
+    "parse_duration",
     "load_space",
     "parse_space",
     "resolve_space_path",
@@ -64,7 +67,8 @@ _TRAIN_FIELDS = set(TrainConfig.field_names())
 # Set from the data, never searched: the model's input dims must match the features.
 _DATA_FIELDS = {"video_dim", "audio_dim", "text_dim", "max_frames"}
 _DIM_KEYS = {"choices", "type", "low", "high", "log", "step", "when"}
-_TOP_KEYS = {"name", "description", "data", "trials", "base", "dimensions", "proxy"}
+_TOP_KEYS = {"name", "description", "data", "trials", "time_budget", "base", "dimensions",
+             "proxy"}
 
 SPACES_DIR = Path(__file__).resolve().parents[2] / "search_spaces"
 
@@ -176,6 +180,7 @@ class SearchSpace:
     proxy: ProxyBudget
     data: str | None = None
     trials: int | None = None
+    time_budget_s: float | None = None
 
     # ---------------------------------------------------------------- configs
     def build(self, values: Mapping[str, Any], overrides: Mapping[str, Any] | None = None,
@@ -337,6 +342,22 @@ def _nearest(d: Dimension, v: Any) -> Any:
 
 # ----------------------------------------------------------------------------- loading
 
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([smh]?)\s*$")
+
+
+def parse_duration(text: str) -> float:
+    """``"20m"`` -> 1200.0 seconds (units s, m, h; a bare number is seconds); a value
+    that is not a positive duration raises ValueError saying why."""
+    m = _DURATION.match(text)
+    if not m:
+        raise ValueError("not a duration; give a positive number with a unit s, m or h, "
+                         "e.g. 90s, 20m, 1.5h")
+    seconds = float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[m.group(2)]
+    if not seconds > 0:
+        raise ValueError("must be more than 0 (e.g. 90s, 20m, 1.5h)")
+    return seconds
+
+
 def resolve_space_path(name_or_path: str) -> Path:
     """A path as given, or a bare name (``quick``) looked up in ``search_spaces/``."""
     p = Path(name_or_path)
@@ -410,13 +431,21 @@ def parse_space(text: str, source: str = "<space>") -> SearchSpace:
     if trials is not None and (not isinstance(trials, int) or isinstance(trials, bool)
                                or trials < 1):
         raise SpaceError(f"{source}: 'trials' must be a positive integer, got {trials!r}")
+    budget = doc.get("time_budget")
+    time_budget_s = None
+    if budget is not None:
+        try:
+            time_budget_s = parse_duration(str(budget))
+        except ValueError as e:
+            raise SpaceError(f"{source}: 'time_budget' {budget!r}: {e}") from None
     data = doc.get("data")
     if data is not None and not isinstance(data, str):
         raise SpaceError(f"{source}: 'data' must be a string (a data spec), got {data!r}")
     space = SearchSpace(
         name=str(doc.get("name") or Path(source).stem), path=source, text=text,
         description=str(doc.get("description") or ""), base_fusion=base_fusion,
-        base_train=base_train, dimensions=tuple(dims), proxy=proxy, data=data, trials=trials)
+        base_train=base_train, dimensions=tuple(dims), proxy=proxy, data=data, trials=trials,
+        time_budget_s=time_budget_s)
     if space.reference() is None:
         raise SpaceError(f"{source}: the reference configuration (defaults restricted to the "
                          "space) is not valid; check the base section")

@@ -110,7 +110,8 @@ def test_objectives_differ_from_the_existing_study(work: Path, capsys) -> None:
     capsys.readouterr()
     before = _files(work)
     _fails([*SEARCH, "--space", "quick", "--storage", url, "--objectives", "recall,params"],
-           capsys, "study 'quick'", "['recall', 'query_gflops']", "['recall', 'params']")
+           capsys, "study 'quick'", "['recall', 'query_gflops', 'index_gflops']",
+           "['recall', 'params']")
     assert _files(work) == before  # byte for byte
 
 

@@ -94,7 +94,7 @@ def test_search_on_ray_into_postgres(ray_session, pg_url: str, study_name: str,
     assert rc == 0, capsys.readouterr().err[-2000:]
     study = load(pg_url, study_name)
     check_finished(study, 6)
-    assert study.metric_names == ["recall", "query_gflops"]
+    assert study.metric_names == ["recall", "query_gflops", "index_gflops"]
     assert any(t.state == TrialState.COMPLETE for t in study.trials)
 
 

@@ -1,7 +1,11 @@
 """Browser check: a tiny real search, then the dashboard and the report in headless Chromium.
 
-The rendered DOM (after the page's JavaScript ran) must contain the study name and both
-objective names. Screenshots go to ``$NAS_TEST_ARTIFACTS`` or ``test-artifacts/`` at the
+The rendered DOM (after the page's JavaScript ran) must contain the study name and the
+objective names, and the trials the dashboard's study page lists as "Best Trials" must be
+exactly ``nas``'s Pareto front (``nas.search.pareto.pareto_front``): for the search's own
+three-objective study, and for a two-objective copy of it (optuna-dashboard 0.21 decides its
+best trials with its own code, a sort-and-sweep for two objectives and a pairwise check for
+more; both keep trials with identical values, as ``nas`` does). Screenshots go to ``$NAS_TEST_ARTIFACTS`` or ``test-artifacts/`` at the
 repository root. Without Chromium the test is skipped, except under CI (``CI=true``), where
 ``.ci/run`` installs it and a missing browser is a failure.
 """
@@ -13,6 +17,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import re
 import time
 import urllib.request
 from pathlib import Path
@@ -27,7 +32,7 @@ REPO = Path(__file__).resolve().parents[2]
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                   "--no-first-run", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync"]
-OBJECTIVES = ("recall", "query_gflops")
+OBJECTIVES = ("recall", "query_gflops", "index_gflops")
 
 
 def _chromium() -> str:
@@ -66,6 +71,37 @@ def _env() -> dict[str, str]:
     return env
 
 
+def dashboard_best_trials(dom: str) -> list[int]:
+    """Trial numbers the study page lists in its "Best Trials" card (or "Best Trial
+    (number=N)" when there is one)."""
+    text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", dom))
+    one = re.search(r"Best Trial \(number=(\d+)\)", text)
+    if one:
+        return [int(one.group(1))]
+    start = text.rfind("Best Trials")
+    assert start >= 0, "no Best Trials card on the dashboard's study page"
+    return [int(n) for n in re.findall(r"Trial (\d+) Objective Values", text[start:])]
+
+
+def _copy_with_two_objectives(src, storage: str, name: str):
+    """A new study holding ``src``'s trials with (recall, query_gflops) only."""
+    import warnings
+
+    import optuna
+
+    dst = optuna.create_study(study_name=name, storage=storage,
+                              directions=["maximize", "minimize"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dst.set_metric_names(["recall", "query_gflops"])
+    for t in src.get_trials(deepcopy=False):
+        values = t.values[:2] if t.values is not None else None
+        dst.add_trial(optuna.trial.create_trial(
+            state=t.state, values=values, params=t.params, distributions=t.distributions,
+            user_attrs=t.user_attrs, intermediate_values=t.intermediate_values))
+    return dst
+
+
 def test_dashboard_and_report_render_in_chromium(tmp_path):
     exe = _chromium()
     art = _artifacts_dir()
@@ -77,16 +113,23 @@ def test_dashboard_and_report_render_in_chromium(tmp_path):
     # trial to full budget
     res = subprocess.run(
         [sys.executable, "-m", "nas", "search", "--space", str(REPO / "search_spaces/quick.yaml"),
-         "--study", study, "--storage", storage, "--data", DATA, "--trials", "3",
+         "--study", study, "--storage", storage, "--data", DATA, "--trials", "5",
          "--min-budget", "0.25", "--max-budget", "0.5", "--no-prune",
          "--quiet"], capture_output=True, text=True, timeout=300, cwd=tmp_path, env=_env())
     assert res.returncode == 0, f"nas search failed:\n{res.stdout[-2000:]}\n{res.stderr[-3000:]}"
 
     import optuna
 
+    from nas.search.pareto import pareto_front
+
     st = optuna.load_study(study_name=study, storage=storage)
     assert st.metric_names == list(OBJECTIVES)
     study_id = st._study_id
+    front = sorted(t.number for t in pareto_front(st))
+    costs = {tuple(t.values[1:]) for t in pareto_front(st)}
+    assert len(front) >= 2 and len(costs) >= 2  # a front with distinct costs
+    st2 = _copy_with_two_objectives(st, storage, study + "-2d")
+    front2 = sorted(t.number for t in pareto_front(st2))
 
     # --- the dashboard ------------------------------------------------------------------
     port = _free_port()
@@ -109,6 +152,8 @@ def test_dashboard_and_report_render_in_chromium(tmp_path):
             time.sleep(0.3)
         dom = _render(exe, f"{base}/dashboard/studies/{study_id}", art / "dashboard-study.png",
                       tmp_path / "profile-dashboard")
+        dom2 = _render(exe, f"{base}/dashboard/studies/{st2._study_id}",
+                       art / "dashboard-study-2d.png", tmp_path / "profile-dashboard-2d")
     finally:
         proc.terminate()
         try:
@@ -120,6 +165,9 @@ def test_dashboard_and_report_render_in_chromium(tmp_path):
     assert study in dom
     for name in OBJECTIVES:
         assert name in dom, f"objective {name!r} not in the dashboard's rendered DOM"
+    # the dashboard's best trials are nas's front, trial for trial
+    assert sorted(dashboard_best_trials(dom)) == front
+    assert sorted(dashboard_best_trials(dom2)) == front2
     # the gate plots were attached as artifacts beside the storage
     assert any(Path(f"{db}.artifacts").iterdir())
 

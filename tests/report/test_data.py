@@ -14,14 +14,12 @@ from report_helpers import FRONT, FULL, RUNGS
 MO = ["maximize", "minimize"]
 
 
-def test_pareto_mask_keeps_non_dominated_and_first_duplicate():
-    v = np.array([[1, 1], [2, 2], [2, 1], [0, 0], [2, 1], [3, 5]], dtype=float)
-    # maximise col 0, minimise col 1: [2,1] (twice), [0,0], [3,5] are non-dominated
-    assert D.pareto_mask(v, MO, keep_duplicates=True).tolist() == [
-        False, False, True, True, True, True]
-    # the later copy of [2,1] is dropped, as nas.search.pareto_front does
-    assert D.pareto_mask(v, MO).tolist() == [False, False, True, True, False, True]
-    assert D.pareto_mask(np.zeros((0, 2)), MO).tolist() == []
+def test_pareto_mask_is_the_search_modules():
+    # one implementation: the report re-exports nas.search.pareto's
+    from nas.search import pareto
+
+    assert D.pareto_mask is pareto.pareto_mask
+    assert D.full_budget_trials is pareto.full_budget_trials
 
 
 def test_pareto_points_use_full_budget_trials_only(study):
@@ -32,29 +30,6 @@ def test_pareto_points_use_full_budget_trials_only(study):
     assert [pts.numbers[i] for i in pts.front_order] == [6, 0, 1, 3]  # by recall
     h = pts.hover[pts.numbers.index(1)]
     assert "trial 1" in h and "recall=150" in h and "width=64" in h and "layer_decay=fixed" in h
-
-
-def test_hypervolume_exact_in_2d_and_3d():
-    assert D.hypervolume(np.array([[0.0, 1.0], [1.0, 0.0]]), np.array([2.0, 2.0])) == 3.0
-    assert D.hypervolume(np.array([[0.5, 0.5]]), np.array([1.0, 1.0])) == 0.25
-    # a point outside the reference box adds nothing
-    assert D.hypervolume(np.array([[0.5, 0.5], [1.5, 0.0]]), np.array([1.0, 1.0])) == 0.25
-    # 3D: two unit-ish boxes overlapping in [0,1]^2 x [0,1]: 1*1*2 + 1*2*1 - 1*1*1 = 3
-    pts = np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
-    assert D.hypervolume(pts, np.array([2.0, 2.0, 1.0])) == pytest.approx(3.0)
-
-
-def test_hypervolume_history_is_normalised_and_monotone():
-    v = np.array([[100, 1.0], [150, 10.0], [120, 20.0], [200, 100.0], [90, 0.5]])
-    hv = D.hypervolume_history(v, MO)
-    assert len(hv) == 5 and np.all(np.diff(hv) >= -1e-12) and 0 < hv[-1] <= 1
-    assert hv[2] == pytest.approx(hv[1])  # a dominated trial adds nothing
-    # by hand, first trial alone: recall 100 -> (200-100)/110, gflops 1 -> 0.5/99.5
-    x, y = 100 / 110, 0.5 / 99.5
-    assert hv[0] == pytest.approx((1.1 - x) * (1.1 - y) / 1.21)
-    # one trial best in both objectives takes the whole normalised box... except the margin
-    hv2 = D.hypervolume_history(np.array([[1.0, 5.0], [2.0, 1.0]]), MO)
-    assert hv2[-1] == pytest.approx(1.0)
 
 
 def test_spearman_known_values():

@@ -32,7 +32,7 @@ def test_tiny_search_on_ray_writes_honest_records(ray_session, tmp_path: Path) -
     assert summary.trained == 8 and not summary.interrupted
 
     study = optuna.load_study(study_name="e2e", storage=url)  # plain Optuna
-    assert study.metric_names == ["recall", "query_gflops"]
+    assert study.metric_names == ["recall", "query_gflops", "index_gflops"]
     rungs = study.user_attrs["rungs"]
     assert len(rungs) >= 2
     trained = []

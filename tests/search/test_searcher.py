@@ -39,7 +39,8 @@ def _configs(t: optuna.trial.FrozenTrial) -> tuple[FusionConfig, TrainConfig]:
 def test_records_match_what_the_evaluator_produced(tmp_path: Path) -> None:
     summary = run_search(_opts(tmp_path))
     study = _load(tmp_path)
-    assert summary.trained == 12 and study.metric_names == ["recall", "query_gflops"]
+    assert summary.trained == 12 and study.metric_names == ["recall", "query_gflops",
+                                                           "index_gflops"]
     rungs = study.user_attrs["rungs"]
     states = {t.state for t in study.trials}
     assert TrialState.PRUNED in states and TrialState.COMPLETE in states
@@ -53,17 +54,18 @@ def test_records_match_what_the_evaluator_produced(tmp_path: Path) -> None:
         assert sorted(t.intermediate_values) == list(range(len(t.intermediate_values)))
         for step, v in t.intermediate_values.items():
             assert v == pytest.approx(ceiling * (1 - math.exp(-rungs[step])))
-        cost = fake_estimate_costs(f)["query_gflops"]
-        assert t.user_attrs["costs"]["query_gflops"] == pytest.approx(cost)
+        costs = fake_estimate_costs(f)
+        cost = [costs["query_gflops"], costs["index_gflops"]]
+        assert t.user_attrs["costs"]["query_gflops"] == pytest.approx(cost[0])
         if t.state == TrialState.COMPLETE:
             assert t.user_attrs["full_budget"] and t.user_attrs["budget"] == rungs[-1]
-            assert t.values == pytest.approx([ceiling * (1 - math.exp(-rungs[-1])), cost])
+            assert t.values == pytest.approx([ceiling * (1 - math.exp(-rungs[-1])), *cost])
             assert "gates" in t.user_attrs
         else:  # stopped: no values, budget below full, learning values from its last rung
             assert t.values is None and not t.user_attrs["full_budget"]
             assert t.user_attrs["budget"] == rungs[len(t.intermediate_values) - 1] < rungs[-1]
             last = t.intermediate_values[max(t.intermediate_values)]
-            assert t.system_attrs["nas:learn_values"] == pytest.approx([last, cost])
+            assert t.system_attrs["nas:learn_values"] == pytest.approx([last, *cost])
     front = pareto_front(study)
     assert front and all(t.state == TrialState.COMPLETE and t.user_attrs["full_budget"]
                          for t in front)
@@ -73,6 +75,17 @@ def test_records_match_what_the_evaluator_produced(tmp_path: Path) -> None:
     assert study.trials[0].params["query_fusion"] == "none"
     assert study.trials[1].user_attrs["warm_start"] == "reference"
     assert study.trials[1].params == study.user_attrs["reference_params"]
+
+
+def test_default_objectives_give_a_front_of_distinct_costs(tmp_path: Path) -> None:
+    # recall + query_gflops alone: every text-agnostic configuration of one width costs the
+    # same per query; the index cost separates them by their fusion (layers here)
+    run_search(_opts(tmp_path, trials=16))
+    front = pareto_front(_load(tmp_path))
+    costs = {tuple(t.values[1:]) for t in front}
+    assert len(front) >= 3 and len(costs) >= 3, [t.values for t in front]
+    index = [t.values[2] for t in front]
+    assert max(index) / min(index) >= 2
 
 
 def test_sampler_view_presents_stopped_trials_and_tpe_needs_it(tmp_path: Path) -> None:
