@@ -1,10 +1,10 @@
 """Ablation: train a configuration and each one-component-removed variant over seeds.
 
-The variants are ``FusionConfig.active_components`` (what differs from a plain
-text-agnostic AVIGATE model) removed one at a time with ``FusionConfig.without``, plus the
-full configuration. Each (variant, seed) is one ``nas.train.train_proxy`` run at the
-configuration's budget; a run whose training fails is recorded with its reason and NaN
-metrics, and the others go on. The table reports mean and sample standard deviation
+The variants are the registry's ablation components (``nas.variants``: what differs from
+a plain text-agnostic AVIGATE model) that are on in the configuration, removed one at a
+time, plus the full configuration. Each (variant, seed) is one ``nas.train.train_proxy``
+run at the configuration's budget; a run whose training fails is recorded with its reason
+and NaN metrics, and the others go on. The table reports mean and sample standard deviation
 (ddof=1; 0 for a single seed) over the seeds that finished.
 """
 
@@ -21,7 +21,9 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from nas._io import json_safe
 from nas.config import FusionConfig, TrainConfig, atomic_write_text
+from nas.variants import ablation_components
 
 __all__ = ["METRICS", "AblationRun", "ablation_variants", "format_table", "run_ablation",
            "summarise", "write_outputs"]
@@ -55,10 +57,11 @@ class AblationRun:
 
 
 def ablation_variants(fusion: FusionConfig) -> list[tuple[str, str | None, FusionConfig]]:
-    """``[("full", None, fusion), ("w/o c", c, fusion.without(c)) for each active c]``."""
+    """``[("full", None, fusion), ("w/o c", c, fusion without c) for each component on]``."""
     out: list[tuple[str, str | None, FusionConfig]] = [("full", None, fusion)]
-    for c in fusion.active_components:
-        out.append((f"w/o {c}", c, fusion.without(c)))
+    for v in ablation_components():
+        if v.is_on(fusion):
+            out.append((f"w/o {v.name}", v.name, v.remove(fusion)))
     return out
 
 
@@ -140,16 +143,6 @@ def format_table(summary: Sequence[dict[str, Any]]) -> str:
                       *(fmt.format(*c) for c in lines)])
 
 
-def _json_safe(x: Any) -> Any:
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    if isinstance(x, dict):
-        return {k: _json_safe(v) for k, v in x.items()}
-    if isinstance(x, list):
-        return [_json_safe(v) for v in x]
-    return x
-
-
 def write_outputs(out_dir: str | Path, runs: Sequence[AblationRun],
                   summary: Sequence[dict[str, Any]], meta: dict[str, Any]) -> tuple[Path, Path]:
     """Write ``ablation.csv`` (one row per variant: mean/std) and ``ablation.json`` (meta,
@@ -163,5 +156,5 @@ def write_outputs(out_dir: str | Path, runs: Sequence[AblationRun],
     csv_path, json_path = out / "ablation.csv", out / "ablation.json"
     atomic_write_text(csv_path, buf.getvalue())
     doc = {"meta": meta, "summary": list(summary), "runs": [r.row() for r in runs]}
-    atomic_write_text(json_path, json.dumps(_json_safe(doc), indent=2) + "\n")
+    atomic_write_text(json_path, json.dumps(json_safe(doc), indent=2) + "\n")
     return csv_path, json_path

@@ -226,40 +226,21 @@ class FusionConfig(_Base):
     def active_components(self) -> list[str]:
         """Names of the components that differ from a plain text-agnostic AVIGATE model.
 
-        Used by ablation: each name maps to the change that removes it (``without``).
+        Used by ablation: each one is removed by ``without``. The components and what
+        switching each off means live in one registry, ``nas.variants``.
         """
-        return [name for name, changes in _ABLATIONS.items() if self._has(changes)]
+        from nas.variants import ablation_components
 
-    def _has(self, changes: Mapping[str, Any]) -> bool:
-        return any(getattr(self, k) != v for k, v in changes.items())
+        return [v.name for v in ablation_components() if v.is_on(self)]
 
     def without(self, component: str) -> "FusionConfig":
         """This config with one component removed (see ``active_components``)."""
-        if component not in _ABLATIONS:
-            raise ConfigError(f"unknown component {component!r}; known: {sorted(_ABLATIONS)}")
-        return self.replace(**_ABLATIONS[component])
+        from nas.variants import get
 
-
-# What removing each component means, as field changes. Order = ablation table order.
-_ABLATIONS: dict[str, dict[str, Any]] = {
-    "query_fusion": {"query_fusion": "none"},
-    "text_in_gates": {"gate_inputs": "va"},
-    "layer_decay": {"layer_decay": "none"},
-    "attn_temperature": {"attn_temperature": "none"},
-    "residual_gate": {"residual_gate": False},
-    "text_audio": {"text_audio": "none"},
-    "dual_path": {"dual_path": False},
-    "routing": {"routing": False},
-    "gate_contrastive": {"gate_contrastive_weight": 0.0},
-    "adaptive_pooling": {"pooling": "mean"},
-    "hierarchical_gates": {"hierarchical_gates": False},
-    "uncertainty_gates": {"uncertainty_gates": False},
-    "attn_reweighting": {"attn_reweighting": False},
-    "temporal_gates": {"temporal_gates": False},
-    "resampler": {"resampler_layers": 0},
-    "margin": {"margin": False},
-    "reranking": {"rerank_k": 0},
-}
+        try:
+            return get(component).remove(self)
+        except KeyError as e:
+            raise ConfigError(str(e.args[0])) from None
 
 
 @dataclass(frozen=True)

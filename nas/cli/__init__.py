@@ -13,7 +13,8 @@ import sys
 from nas.errors import UserError
 
 # (subcommand module, ...) in the order shown by --help.
-_COMMANDS = ["search", "spaces", "train", "dashboard", "report", "export", "ablate", "data"]
+_COMMANDS = ["search", "spaces", "train", "dashboard", "report", "export", "ablate",
+             "verdict", "data"]
 
 
 def build_parser() -> argparse.ArgumentParser:

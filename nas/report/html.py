@@ -158,10 +158,34 @@ def build_report(study: Any) -> str:
     else:
         doc.p("No front yet.", "note")
 
+    # verdicts (written by nas verdict) -------------------------------------------------
+    _verdict_section(doc, attrs.get("verdict"))
+
     body = "\n".join(doc.parts)
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'>"
             f"<title>NAS report: {escape(study.study_name)}</title><style>{_CSS}</style>"
             f"</head><body>{body}</body></html>")
+
+
+def _verdict_section(doc: _Doc, verdict: Any) -> None:
+    """The latest ``nas verdict`` of the study (its ``verdict`` user attribute), if any."""
+    from nas.verdict import output
+
+    doc.h2("Verdicts: which variants pay, and at what cost")
+    if not isinstance(verdict, dict) or "rows" not in verdict:
+        doc.p("No verdict yet: run nas verdict --study NAME.", "note")
+        return
+    text = output.format_table(verdict).splitlines()
+    doc.p(text[0])
+    doc.table(*output.table_rows(verdict))
+    doc.p("Effect = variant on minus variant off, paired by seed, with its 90% t-interval. "
+          "pays: recall measurably up (or costs measurably down at unchanged recall); costs "
+          "without paying: recall measurably down, or a cost measurably up at unchanged "
+          "recall; no measurable effect: every interval covers 0; not tested: fewer than 2 "
+          "paired seeds.", "note")
+    doc.h2("Quick estimate (no training; not a verdict)")
+    doc.p(output.format_quick(verdict).splitlines()[0], "note")
+    doc.table(*output.quick_rows(verdict))
 
 
 def write_report(study: Any, path: str | Path) -> Path:

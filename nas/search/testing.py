@@ -28,12 +28,25 @@ every trial whose FusionConfig/TrainConfig field FIELD prints as VALUE, at its f
                  does not reach the workers of a cluster started elsewhere)
 - ``forbid``     ``forbid:PATH`` raises if this worker process has PATH open or sees it in
                  its environment (checks that only the driver touches the study storage)
+
+Planted effects (for the verdict tests, where the true effect of a variant must be known):
+
+- ``plant``      ``plant:FIELD=VALUE@recall=+6,query_gflops=+0.5``: trials whose field
+                 FIELD prints as VALUE get these additions to their recall (every rung) and
+                 to their costs (any key of ``fake_estimate_costs``)
+- ``noise``      ``noise:SD``: seed noise, recall + SD * N(0, 1) drawn from (config id, seed)
+
+With either rule present the fake is in *planted mode*: the per-config offset of
+``fake_quality`` is dropped, so a variant changes recall only by what is planted (and by
+the size and text terms, for variants that change width, layers or text conditioning).
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
+import random
 import signal
 import time
 from dataclasses import dataclass, field
@@ -73,7 +86,7 @@ class Fault:
     where: str = ""  # exit_once: marker folder; forbid: the path
 
     def applies(self, fusion: Any, train: Any) -> bool:
-        if self.kind in ("forbid", "sleep"):
+        if self.kind in ("forbid", "sleep", "noise"):
             return True
         for cfg in (fusion, train):
             if hasattr(cfg, self.field):
@@ -82,7 +95,9 @@ class Fault:
         return False
 
 
-FAULT_KINDS = ("exit", "kill", "raise", "nan", "exit_once", "forbid", "sleep")
+FAULT_KINDS = ("exit", "kill", "raise", "nan", "exit_once", "forbid", "sleep", "plant",
+               "noise")
+_PLANTED = ("plant", "noise")  # effects, not faults: never triggered
 
 
 def _fmt(v: Any) -> str:
@@ -100,7 +115,7 @@ def parse_faults(spec: str) -> tuple[str, tuple[Fault, ...]]:
         if kind not in FAULT_KINDS:
             raise ValueError(f"fake data spec {spec!r}: unknown fault {kind!r}; choose from "
                              f"{', '.join(FAULT_KINDS)}")
-        if kind in ("forbid", "sleep"):
+        if kind in ("forbid", "sleep", "noise"):
             out.append(Fault(kind, where=rest))
             continue
         sel, _, where = rest.partition("@")
@@ -111,6 +126,8 @@ def parse_faults(spec: str) -> tuple[str, tuple[Fault, ...]]:
 
 def _trigger(f: Fault, fusion: Any) -> None:
     """Carry out a worker-process fault (exit, kill, raise, exit_once, forbid)."""
+    if f.kind in _PLANTED:
+        return
     if f.kind == "exit":
         os._exit(3)
     if f.kind == "kill":
@@ -192,9 +209,30 @@ def fake_estimate_costs(cfg: Any, shapes: Any = None, gallery: int = 1000,
     return costs
 
 
-def fake_quality(fusion: Any, train: Any) -> float:
-    """The recall ceiling of a config: grows with size, plus a fixed per-config offset."""
-    offset = int(fusion.config_id[:6], 16) % 1000 / 1000.0  # stable across processes
+def _planted(faults: Sequence[Fault]) -> dict[str, float]:
+    """Sum of the planted additions of the ``plant`` rules in ``faults`` (key -> delta)."""
+    out: dict[str, float] = {}
+    for f in faults:
+        if f.kind == "plant":
+            for part in filter(None, f.where.split(",")):
+                key, _, delta = part.partition("=")
+                out[key.strip()] = out.get(key.strip(), 0.0) + float(delta)
+    return out
+
+
+def _seed_noise(fusion: Any, train: Any, faults: Sequence[Fault]) -> float:
+    """``noise`` rule: SD * N(0, 1), a pure function of (config id, seed)."""
+    sd = sum(float(f.where) for f in faults if f.kind == "noise")
+    if not sd:
+        return 0.0
+    digest = hashlib.sha256(f"{fusion.config_id}:{train.seed}".encode()).hexdigest()
+    return sd * random.Random(int(digest[:16], 16)).gauss(0.0, 1.0)
+
+
+def fake_quality(fusion: Any, train: Any, planted: bool = False) -> float:
+    """The recall ceiling of a config: grows with size, plus a fixed per-config offset
+    (none in planted mode)."""
+    offset = 0.0 if planted else int(fusion.config_id[:6], 16) % 1000 / 1000.0
     text = 15.0 if fusion.text_conditioned else 0.0
     lr_term = -5.0 * abs(math.log10(train.lr) + 3.0)  # best near lr = 1e-3
     return (60.0 + 12.0 * math.log2(fusion.width / 16) + 6.0 * fusion.layers + text
@@ -210,8 +248,11 @@ def fake_train_proxy(fusion: Any, train: Any, data: Any, rungs: Sequence[float] 
     for f in getattr(data, "faults", ()):
         if f.kind == "sleep":
             sleep = max(sleep, float(f.where))
-    ceiling = fake_quality(fusion, train)
     faults = [f for f in getattr(data, "faults", ()) if f.applies(fusion, train)]
+    planted_mode = any(f.kind in _PLANTED for f in getattr(data, "faults", ()))
+    ceiling = fake_quality(fusion, train, planted_mode)
+    planted = _planted(faults)
+    shift = planted.pop("recall", 0.0) + _seed_noise(fusion, train, faults)
     if any(f.kind == "nan" for f in faults):
         ceiling = math.nan
     history: list[dict] = []
@@ -223,7 +264,8 @@ def fake_train_proxy(fusion: Any, train: Any, data: Any, rungs: Sequence[float] 
                                  f"(lr {train.lr:g} too high)")
         if sleep:
             time.sleep(sleep)
-        recall = min(300.0, ceiling * (1.0 - math.exp(-e))) if ceiling == ceiling else math.nan
+        recall = (min(300.0, ceiling * (1.0 - math.exp(-e))) + shift if ceiling == ceiling
+                  else math.nan)
         metrics = {"recall": recall, "v2t_recall": 0.9 * recall,
                    "t2v_r1": recall / 6, "t2v_r5": recall / 3, "t2v_r10": recall / 2,
                    "t2v_mdr": max(1.0, 20.0 - recall / 10), "t2v_mnr": max(1.0, 40.0 - recall / 5),
@@ -238,6 +280,9 @@ def fake_train_proxy(fusion: Any, train: Any, data: Any, rungs: Sequence[float] 
             break
     gates = {"layer0/attn": {"mean": 0.1, "std": 0.05, "saturation": 0.0, "kind": "tanh"},
              "warnings": []}
-    return FakeResult(metrics=metrics, costs=fake_estimate_costs(fusion, None),
+    costs = fake_estimate_costs(fusion, None)
+    for key, delta in planted.items():
+        costs[key] = costs.get(key, 0.0) + delta
+    return FakeResult(metrics=metrics, costs=costs,
                       gate_stats=gates, epochs=float(metrics.get("epochs", 0.0)),
                       stopped=stopped, wall_s=time.perf_counter() - t0, history=history)
