@@ -19,6 +19,8 @@ the costs of both. Single process, ``nice`` it on a shared machine.
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import statistics
 import sys
 import time
@@ -63,6 +65,27 @@ def _train_and_score(fusion: Any, train: Any, data: Any, epochs: float) -> dict[
     return {"test": test, "val": val, "wall_s": time.perf_counter() - t0}
 
 
+def _key(fusion: Any, train: Any, data_spec: str, epochs: float) -> str:
+    canon = json.dumps({"fusion": fusion.to_dict(), "train": train.to_dict(), "data": data_spec,
+                        "epochs": epochs}, sort_keys=True, default=str)
+    return hashlib.sha256(canon.encode()).hexdigest()[:16]
+
+
+def _cached_run(cache: Path | None, fusion: Any, train: Any, data: Any, data_spec: str,
+                epochs: float) -> dict[str, Any]:
+    """``_train_and_score``, reusing a run recorded in the ``--cache`` JSON file."""
+    runs = json.loads(cache.read_text()) if cache and cache.exists() else {}
+    key = _key(fusion, train, data_spec, epochs)
+    if key in runs:
+        return runs[key] | {"reused": True}
+    r = _train_and_score(fusion, train, data, epochs)
+    if cache:
+        runs = json.loads(cache.read_text()) if cache.exists() else {}
+        runs[key] = r
+        write_json(cache, runs)
+    return r
+
+
 def _ms(xs: list[float]) -> str:
     sd = statistics.stdev(xs) if len(xs) > 1 else float("nan")
     return f"{statistics.fmean(xs):7.2f} ± {sd:5.2f}"
@@ -75,6 +98,11 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--point", default="knee", help="front point as nas verdict takes it")
     ap.add_argument("--data", default=None, help="data spec (default: the study's)")
+    ap.add_argument("--arms", default="knee,avigate",
+                    help="train only these now (e.g. avigate while the search still runs)")
+    ap.add_argument("--cache", default=None, metavar="JSON",
+                    help="record each run here and reuse recorded ones (same config, seed, "
+                         "data, epochs)")
     add_out_arg(ap, "findings.json")
     a = ap.parse_args()
     if a.seeds < 2:
@@ -97,9 +125,17 @@ def main() -> None:
     data = load_data(data_spec)
     if data.test is None or data.test.n_clips == 0:
         sys.exit(f"data {data_spec!r} has no test split")
-    knee_t = pick_point(study, a.point)
-    avi_t = _avigate_trial(study)
-    arms = {"knee": (knee_t, *_configs(study, knee_t)), "avigate": (avi_t, *_configs(study, avi_t))}
+    want = [x.strip() for x in a.arms.split(",") if x.strip()]
+    if not want or set(want) - {"knee", "avigate"}:
+        sys.exit(f"--arms: knee and/or avigate, got {a.arms!r}")
+    arms = {}
+    if "knee" in want:
+        knee_t = pick_point(study, a.point)
+        arms["knee"] = (knee_t, *_configs(study, knee_t))
+    if "avigate" in want:
+        avi_t = _avigate_trial(study)
+        arms["avigate"] = (avi_t, *_configs(study, avi_t))
+    cache = Path(a.cache) if a.cache else None
     print(f"study {a.study!r}, data {data_spec!r} (test: {data.test.n_clips} clips, "
           f"{data.test.n_texts} captions), {epochs:g} epochs, seeds {a.seeds}")
     for name, (t, f, tr) in arms.items():
@@ -112,11 +148,13 @@ def main() -> None:
     res: dict[str, list[dict[str, Any]]] = {k: [] for k in arms}
     for i in range(a.seeds):
         for name, (_, f, tr) in arms.items():
-            r = _train_and_score(f, tr.replace(seed=tr.seed + i), data, epochs)
+            r = _cached_run(cache, f, tr.replace(seed=tr.seed + i), data, data_spec, epochs)
             res[name].append(r)
-            print(f"seed {tr.seed + i} {name:8s}: test recall {r['test']['recall']:6.2f} "
+            print(f"{'(reused) ' if r.get('reused') else ''}seed {tr.seed + i} {name:8s}: test recall {r['test']['recall']:6.2f} "
                   f"(R@1 {r['test']['t2v_r1']:5.2f}), val recall {r['val']['recall']:6.2f} "
                   f"[{r['wall_s']:.0f} s]", flush=True)
+    if len(arms) < 2:
+        return
     print(f"\nmean ± std over {a.seeds} seeds ({epochs:g} epochs each):")
     print(f"{'':10s}{'test recall':>18s}{'test R@1':>18s}{'val recall':>18s}")
     for name in arms:
