@@ -11,14 +11,51 @@ all N_t x N_v pairs; its scores are checked against the batched matrix.
 from __future__ import annotations
 
 import argparse
+import resource
+import sys
 import time
+from pathlib import Path
 
 import torch
 
-from nas.batch import ClipBatch, TextBatch
-from nas.config import FusionConfig
-from nas.evaluate import similarity
-from nas.model import build_model
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import machine_info, print_machine  # noqa: E402
+
+from nas.batch import ClipBatch, TextBatch  # noqa: E402
+from nas.config import FusionConfig  # noqa: E402
+from nas.evaluate import similarity  # noqa: E402
+from nas.model import build_model  # noqa: E402
+
+
+def matmul_gflops(dev: torch.device, n: int = 1024, reps: int = 8) -> float:
+    """The machine's measured fp32 matmul throughput (GFLOP/s) with the current torch
+    threads: the best of ``reps`` square ``n x n`` products (2 n^3 FLOPs each)."""
+    a, b = torch.randn(n, n, device=dev), torch.randn(n, n, device=dev)
+    out = torch.empty(n, n, device=dev)
+    torch.mm(a, b, out=out)
+    best = float("inf")
+    for _ in range(reps):
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        torch.mm(a, b, out=out)
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n ** 3 / best / 1e9
+
+
+def pass_gflop(cfg: FusionConfig, n_t: int, n_v: int, frames: int, audio: int) -> float:
+    """FLOPs of one honest scoring pass, from the cost model (``nas.cost``: torch's FLOP
+    counter on the real modules): every clip's text-independent work, every text's
+    encoding and one fusion + score per (text, clip) pair."""
+    from nas.cost import estimate_costs
+    from nas.data import DataShapes
+
+    shapes = DataShapes(video_dim=cfg.video_dim, audio_dim=cfg.audio_dim,
+                        text_dim=cfg.text_dim, frames=frames, audio_tokens=audio, text_tokens=1)
+    c = estimate_costs(cfg, shapes, gallery=n_v)
+    return n_v * c["index_gflops"] + n_t * c["text_gflops"] + n_t * n_v * c["pair_gflops"]
 
 
 def main() -> None:
@@ -27,12 +64,14 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=128)
     ap.add_argument("--layers", type=int, default=2)
     ap.add_argument("--frames", type=int, default=12)
-    ap.add_argument("--chunk", type=int, default=4096, help="pairs fused per batched call")
+    ap.add_argument("--chunk", type=int, default=0,
+                    help="pairs fused per batched call (default 0: the library's own choice)")
     ap.add_argument("--naive-pairs", type=int, default=256,
                     help="pairs timed in the naive loop (extrapolated to n*n)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args()
+    print_machine(machine_info())
     if args.threads:
         torch.set_num_threads(args.threads)
     dev = torch.device(args.device)
@@ -47,12 +86,17 @@ def main() -> None:
                       torch.ones(n, dtype=torch.bool)).to(dev)
     texts = TextBatch(torch.randn(n, 1, 512), torch.ones(n, 1, dtype=torch.bool)).to(dev)
 
+    peak = matmul_gflops(dev)
+    flop = pass_gflop(cfg, n, n, f, 32)
+    chunk = {"chunk_size": args.chunk} if args.chunk else {}
     similarity(model, texts.index(slice(0, 4)), clips.index(slice(0, 4)))  # warm-up
+    ru0 = resource.getrusage(resource.RUSAGE_SELF)
     t0 = time.perf_counter()
-    S = similarity(model, texts, clips, chunk_size=args.chunk)
+    S = similarity(model, texts, clips, **chunk)
     if dev.type == "cuda":
         torch.cuda.synchronize()
     t_batched = time.perf_counter() - t0
+    ru1 = resource.getrusage(resource.RUSAGE_SELF)
 
     g = torch.Generator().manual_seed(1)
     n_naive = min(args.naive_pairs, n * n)
@@ -75,8 +119,18 @@ def main() -> None:
     print(f"config: width {cfg.width}, layers {cfg.layers}, heads {cfg.heads}, frames {f}, "
           f"audio 32 tokens -> {cfg.resampler_queries} queries, text-conditioned "
           f"(id {cfg.config_id}); device {dev}, torch threads {torch.get_num_threads()}")
+    from nas.evaluate import pair_chunk
+
+    used = args.chunk or pair_chunk(model, f)
     print(f"batched tiled similarity: {n} x {n} = {n * n} pairs in {t_batched:.2f} s "
-          f"(chunk {args.chunk} pairs; {n * n / t_batched:,.0f} pairs/s)")
+          f"(chunk {used} pairs{'' if args.chunk else ', chosen by nas.evaluate.pair_chunk'}; "
+          f"{n * n / t_batched:,.0f} pairs/s); CPU user {ru1.ru_utime - ru0.ru_utime:.2f} s, "
+          f"sys {ru1.ru_stime - ru0.ru_stime:.2f} s, {ru1.ru_minflt - ru0.ru_minflt:,} minor "
+          "page faults")
+    print(f"FLOP limit: measured fp32 matmul {peak:.1f} GFLOP/s ({torch.get_num_threads()} "
+          f"threads); the pass does {flop:.1f} GFLOP (nas.cost) = {flop / t_batched:.1f} GFLOP/s"
+          f", {flop / t_batched / peak:.0%} of the matmul rate (limit: {flop / peak:.2f} s; the "
+          f"pass takes {t_batched / (flop / peak):.2f}x that)")
     print(f"naive per-pair loop: {n_naive} random pairs timed in {t_naive_part:.2f} s, "
           f"extrapolated to {n * n} pairs: {t_naive:.1f} s")
     print(f"same results: max |diff| = {err:.2e} (relative {rel:.1e}) on the {n_naive} pairs")

@@ -126,6 +126,21 @@ def _study_trials(storage: str, name: str) -> list[dict]:
     return rows
 
 
+def create_baseline_study(storage: str, name: str, space: Any) -> None:
+    """A study created beforehand, with the attribute by which the driver recognises an
+    initialised study (``reference_params``): the driver resumes it, so it gets no
+    warm-start queue. Without it the driver would finish "initialising" it."""
+    import optuna
+
+    from nas.search.objectives import DEFAULT_OBJECTIVES, parse_objectives
+
+    objectives = parse_objectives(DEFAULT_OBJECTIVES)  # what the driver runs with by default
+    st = optuna.create_study(study_name=name, storage=storage,
+                             directions=[o.direction for o in objectives])
+    st.set_metric_names([o.name for o in objectives])
+    st.set_user_attr("reference_params", space.reference_params())
+
+
 def run_tool(method: str, space: Any, data_spec: str, seed: int, trials: int,
              workdir: str) -> list[dict]:
     """(a), (a0), (b), (c) through the driver in this process."""
@@ -136,13 +151,7 @@ def run_tool(method: str, space: Any, data_spec: str, seed: int, trials: int,
     storage = f"sqlite:///{workdir}/{method}_{seed}.db"
     name = f"{method}_{seed}"
     if method != "tool":
-        # A study created beforehand, with the attribute by which the driver recognises an
-        # initialised study (``reference_params``), is resumed, not initialised: no
-        # warm-start queue. Without it the driver would finish "initialising" it.
-        st = optuna.create_study(study_name=name, storage=storage,
-                                 directions=["maximize", "minimize"])
-        st.set_metric_names(["recall", "query_gflops"])
-        st.set_user_attr("reference_params", space.reference_params())
+        create_baseline_study(storage, name, space)
     sampler = {"tool": "tpe", "tool_nows": "tpe", "random": "random", "tpe": "tpe"}[method]
     prune = method in ("tool", "tool_nows")
     opts = SearchOptions(space=space.path, study=name, storage=storage, data=data_spec,

@@ -44,14 +44,14 @@ class AblationRun:
     variant: str  # "full" or "w/o <component>"
     component: str | None
     seed: int
-    config_id: str
+    fusion_id: str  # the variant's architecture (FusionConfig.fusion_id)
     values: dict[str, float] = field(default_factory=dict)  # METRICS columns
     wall_s: float = 0.0
     error: str | None = None
 
     def row(self) -> dict[str, Any]:
         return {"variant": self.variant, "component": self.component or "", "seed": self.seed,
-                "config_id": self.config_id,
+                "fusion_id": self.fusion_id,
                 **{k: self.values.get(k, math.nan) for k in METRICS},
                 "wall_s": round(self.wall_s, 3), "error": self.error or ""}
 
@@ -82,7 +82,7 @@ def run_ablation(fusion: FusionConfig, train: TrainConfig, data: Any, seeds: int
     for name, comp, cfg in variants:
         for s in range(seeds):
             seed = train.seed + s
-            run = AblationRun(name, comp, seed, cfg.config_id)
+            run = AblationRun(name, comp, seed, cfg.fusion_id)
             t0 = time.perf_counter()
             try:
                 res = trainer(cfg, train.replace(seed=seed), data)
@@ -114,7 +114,7 @@ def summarise(runs: Sequence[AblationRun]) -> list[dict[str, Any]]:
         g = groups[name]
         ok = [r for r in g if r.error is None]
         row: dict[str, Any] = {"variant": name, "component": g[0].component or "",
-                               "config_id": g[0].config_id, "n": len(ok),
+                               "fusion_id": g[0].fusion_id, "n": len(ok),
                                "failed": len(g) - len(ok)}
         for k in METRICS:
             v = np.asarray([r.values[k] for r in ok], dtype=float)

@@ -1,6 +1,6 @@
 """The single source of truth: ``FusionConfig`` (architecture) and ``TrainConfig``.
 
-Every option of ``shared/design/model.md`` is a field here. The model is built only
+Every option of ``docs/model.md`` is a field here. The model is built only
 from a ``FusionConfig``; the search maps trial suggestions onto these fields; export
 writes them back to YAML in exactly the format ``nas train --config`` reads.
 
@@ -34,6 +34,7 @@ __all__ = [
     "FusionConfig",
     "TrainConfig",
     "atomic_write_text",
+    "config_key",
     "config_to_yaml",
     "load_config_file",
     "save_config_file",
@@ -217,10 +218,18 @@ class FusionConfig(_Base):
         )
 
     @property
+    def fusion_id(self) -> str:
+        """Id of the architecture: 12 hex chars of the SHA-256 of the canonical JSON form.
+
+        Not to be confused with a configuration's ``config_id`` (:func:`config_key`: the
+        architecture and its training settings), which studies, exports and ``runs/`` use.
+        """
+        return _hash12(self.to_dict())
+
+    @property
     def config_id(self) -> str:
-        """Stable id: 12 hex chars of the SHA-256 of the canonical JSON form."""
-        canon = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canon.encode()).hexdigest()[:12]
+        """Older name of :attr:`fusion_id` (kept so code written against it still runs)."""
+        return self.fusion_id
 
     @property
     def active_components(self) -> list[str]:
@@ -278,6 +287,21 @@ class TrainConfig(_Base):
 # ----------------------------------------------------------------------------------
 # files
 # ----------------------------------------------------------------------------------
+
+def _hash12(doc: Mapping[str, Any]) -> str:
+    canon = json.dumps(doc, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canon.encode()).hexdigest()[:12]
+
+
+def config_key(fusion: FusionConfig, train: TrainConfig) -> str:
+    """The ``config_id`` of a configuration: architecture and training settings together.
+
+    A study's trials are deduplicated by it (lr etc. are searched), the front table, the
+    report and ``nas export``'s ``meta.config_id`` show it, and ``nas train`` / ``nas ablate``
+    name their ``runs/`` folders after it. ``FusionConfig.fusion_id`` is the architecture's.
+    """
+    return _hash12({"fusion": fusion.to_dict(), "train": train.to_dict()})
+
 
 def load_config_file(path: str | os.PathLike[str]) -> tuple[FusionConfig, TrainConfig]:
     """Read a config file (``fusion:`` and ``train:`` sections) with ``yaml.safe_load``."""

@@ -8,13 +8,17 @@ Text-agnostic configs fuse each clip once and score by dot products / local logs
 
 from __future__ import annotations
 
+import ctypes
 import math
+import os
+import platform
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from nas.batch import ClipBatch, TextBatch
+from nas.model.model import score_dtype  # scores in >= float32, even under bf16 autocast
 
 __all__ = ["similarity", "GateRecorder", "gate_statistics", "retrieval_metrics",
            "SATURATION_WARN"]
@@ -23,6 +27,59 @@ __all__ = ["similarity", "GateRecorder", "gate_statistics", "retrieval_metrics",
 SATURATION_WARN = 0.5
 #: Clips encoded per call (bounds the memory of the text-independent pass).
 CLIP_ENCODE_CHUNK = 1024
+
+
+#: glibc malloc settings for scoring and training processes (see ``tune_malloc``).
+MMAP_THRESHOLD = 32 << 20
+TRIM_THRESHOLD = 512 << 20
+_MALLOC_TUNED: list[bool] = []
+
+
+def tune_malloc() -> bool:
+    """Keep freed tensor memory in the process between scoring chunks (glibc only; once).
+
+    Every chunk of the tiled text-conditioned pass (and every training step of a
+    text-conditioned config) allocates and frees the same few dozen activations of
+    0.5-30 MB. glibc serves blocks above its mmap threshold (dynamic, starting at 128 KB)
+    with fresh ``mmap``s and gives the top of the heap back to the OS once more than its
+    trim threshold (twice the mmap threshold) is free, so each chunk faulted its
+    activations in again, page by page: measured, about 20,000 minor faults per 256-pair
+    chunk, a third of the pass in the kernel on one 2-core machine (BENCHMARKS.md).
+    Raising both thresholds (what ``MALLOC_MMAP_THRESHOLD_``/``MALLOC_TRIM_THRESHOLD_``
+    do from the environment) lets chunk n+1 reuse chunk n's pages. The cost: up to
+    ``TRIM_THRESHOLD`` bytes of freed memory stay with the process. ``NAS_MALLOC_TUNING=0``
+    turns it off; other C libraries are left alone. Returns whether it is in effect.
+    """
+    if _MALLOC_TUNED:
+        return _MALLOC_TUNED[0]
+    ok = False
+    if os.environ.get("NAS_MALLOC_TUNING", "1") != "0" and platform.libc_ver()[0] == "glibc":
+        try:
+            mallopt = ctypes.CDLL(None).mallopt
+            m_trim_threshold, m_mmap_threshold = -1, -3  # glibc's <malloc.h>
+            ok = bool(mallopt(m_mmap_threshold, MMAP_THRESHOLD)) and \
+                bool(mallopt(m_trim_threshold, TRIM_THRESHOLD))
+        except (OSError, AttributeError):
+            ok = False
+    _MALLOC_TUNED.append(ok)
+    return ok
+
+
+def pair_chunk(model: Any, frames: int, limit: int = 4096) -> int:
+    """(text, clip) pairs fused per call in the tiled pass: the largest power of two (at
+    most ``limit``, at least 64) whose biggest per-chunk activation, the MLP's hidden layer
+    ``[pairs, frames, 4 * width]``, stays under ``MMAP_THRESHOLD``, so that with
+    ``tune_malloc`` every activation of a chunk reuses the pages of the one before.
+    Larger chunks cost fewer calls but, above it, are ``mmap``-ed and faulted in afresh.
+    Off the CPU (CUDA's caching allocator keeps its blocks) it is ``limit``."""
+    if model.device.type != "cpu":
+        return limit
+    elem = next(model.parameters()).element_size()
+    per_pair = max(1, frames * 4 * int(model.cfg.width) * elem)
+    n = 64
+    while n * 2 <= limit and n * 2 * per_pair <= MMAP_THRESHOLD:
+        n *= 2
+    return n
 
 
 def retrieval_metrics(S: Tensor, text_clip: Tensor) -> dict[str, float]:
@@ -48,7 +105,7 @@ def _encode_clips(model: Any, clips: ClipBatch, recorder: Any) -> Any:
 def _score_flat(model: Any, cenc: Any, tenc: Any, text_idx: Tensor, clip_idx: Tensor,
                 chunk_size: int, recorder: Any) -> Tensor:
     """Scores of aligned pairs, fused ``chunk_size`` pairs at a time."""
-    out = torch.empty(text_idx.shape[0], device=text_idx.device, dtype=cenc.x0.dtype)
+    out = torch.empty(text_idx.shape[0], device=text_idx.device, dtype=score_dtype(cenc.x0.dtype))
     for a in range(0, text_idx.shape[0], chunk_size):
         b = a + chunk_size
         out[a:b] = model.score_pairs(cenc, tenc, clip_idx[a:b], text_idx[a:b], recorder=recorder)
@@ -61,7 +118,9 @@ def similarity(model: Any, texts: TextBatch, clips: ClipBatch, chunk_size: int =
     """Honest score matrix ``S [N_t, N_v]`` on the model's device, under no_grad and eval().
 
     Args:
-        chunk_size: (text, clip) pairs fused per batched call (text-conditioned configs).
+        chunk_size: at most this many (text, clip) pairs fused per batched call
+            (text-conditioned configs); fewer when ``pair_chunk`` says larger chunks would
+            fault their activations in afresh. The scores do not depend on it.
         rerank_k: two-stage scoring: per text, rank all clips by the cheap text-agnostic
             first stage (``model.agnostic_scores``), run the text-conditioned fusion only on
             the top k. Defaults to ``model.cfg.rerank_k``; 0/None/k >= N_v = exact. A clip
@@ -75,6 +134,7 @@ def similarity(model: Any, texts: TextBatch, clips: ClipBatch, chunk_size: int =
     rec = gate_records if gate_records is not None else recorder
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    tune_malloc()
     was_training = model.training
     model.eval()
     dev = model.device
@@ -86,6 +146,7 @@ def similarity(model: Any, texts: TextBatch, clips: ClipBatch, chunk_size: int =
                 return model.dense_scores(cenc, model.encode_texts(texts))
             cenc = _encode_clips(model, clips, None)
             tenc = model.encode_texts(texts)
+            chunk_size = min(chunk_size, pair_chunk(model, int(cenc.x0.shape[1])))
             n_t, n_v = len(tenc), len(cenc)
             k = model.cfg.rerank_k if rerank_k is None else rerank_k
             if k and k < n_v:
@@ -95,7 +156,7 @@ def similarity(model: Any, texts: TextBatch, clips: ClipBatch, chunk_size: int =
                 exact = _score_flat(model, cenc, tenc, ti, top.reshape(-1), chunk_size, rec)
                 S = first - (2.0 * model.score_bound() + 1.0)
                 return S.scatter_(1, top, exact.view(n_t, k).to(S.dtype))
-            S = torch.empty(n_t * n_v, device=dev, dtype=cenc.x0.dtype)
+            S = torch.empty(n_t * n_v, device=dev, dtype=score_dtype(cenc.x0.dtype))
             for a in range(0, n_t * n_v, chunk_size):
                 flat = torch.arange(a, min(a + chunk_size, n_t * n_v), device=dev)
                 S[a:a + flat.shape[0]] = model.score_pairs(cenc, tenc, flat % n_v, flat // n_v,

@@ -29,7 +29,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from nas.config import FusionConfig, TrainConfig, save_config_file
+from nas.config import FusionConfig, TrainConfig, config_key, save_config_file
 from nas.errors import UserError
 from nas.report.data import normalise
 from nas.search.pareto import direction_signs, is_full_budget, pareto_front, to_losses
@@ -205,7 +205,10 @@ def export_trial(study: Any, trial: Any, out: str | Path) -> Path:
     meta = {
         "study": study.study_name,
         "trial": trial.number,
-        "config_id": fusion.config_id,
+        # the configuration's id (architecture + training; what the front table shows and
+        # `nas train` names runs/ after) and the architecture's own
+        "config_id": config_key(fusion, train),
+        "fusion_id": fusion.fusion_id,
         "values": {n: float(v) for n, v in zip(names, trial.values)},
     }
     if study.user_attrs.get("data") is not None:

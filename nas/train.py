@@ -256,7 +256,7 @@ class Trainer:
 
     def _where(self) -> str:
         e = self.step // self.steps_per_epoch + 1
-        return (f"training {self.fusion.config_id} failed at epoch {e} step {self.step + 1} "
+        return (f"training {self.fusion.fusion_id} failed at epoch {e} step {self.step + 1} "
                 f"(of {self.total_steps}, lr {self.scheduler.get_last_lr()[0]:.3g})")
 
     def _autocast(self) -> contextlib.AbstractContextManager:
@@ -293,7 +293,7 @@ class Trainer:
         S = S.float()
         if not bool(torch.isfinite(S).all()):
             n_bad = int((~torch.isfinite(S)).sum())
-            raise TrainingFailed(f"evaluation of {self.fusion.config_id} after {self.epoch:.3g} "
+            raise TrainingFailed(f"evaluation of {self.fusion.fusion_id} after {self.epoch:.3g} "
                                  f"epochs (step {self.step}): {n_bad} of {S.numel()} "
                                  "similarity scores are not finite")
         return {k: float(v) for k, v in retrieval_metrics(S.cpu(), text_clip).items()}
@@ -328,9 +328,9 @@ class Trainer:
 
     def load_checkpoint_state(self, ck: dict[str, Any]) -> None:
         """Continue from a payload of ``nas.checkpoint.load_checkpoint``."""
-        if ck["fusion"].config_id != self.fusion.config_id:
+        if ck["fusion"].fusion_id != self.fusion.fusion_id:
             raise UserError("checkpoint was trained with another configuration "
-                            f"({ck['fusion'].config_id}, this one is {self.fusion.config_id})")
+                            f"({ck['fusion'].fusion_id}, this one is {self.fusion.fusion_id})")
         if int(ck.get("total_steps", self.total_steps)) != self.total_steps:
             raise UserError(f"checkpoint's schedule has {ck.get('total_steps')} steps, this run "
                             f"{self.total_steps}: same --epochs, batch size and data needed "
@@ -397,7 +397,7 @@ def train_proxy(fusion: FusionConfig, train: TrainConfig, data: Any,
     t0 = time.perf_counter()
     trainer = Trainer(fusion, train, data, budget_epochs=rung_list[-1])
     for note in trainer.fit_notes:
-        log.info("config %s: %s", fusion.config_id, note)
+        log.info("config %s: %s", fusion.fusion_id, note)
     costs = dict(costs) if costs else dict(estimate_costs(trainer.fusion, data.shapes))
     metrics: dict[str, float] = {}
     gate_stats: dict = {}

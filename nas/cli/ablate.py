@@ -24,46 +24,39 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=float, default=None, metavar="N",
                    help="override train.epochs (the budget of every run)")
     p.add_argument("--out", default=None, metavar="DIR",
-                   help="output folder (default runs/ablation-<config id>)")
+                   help="output folder (default runs/ablation-<config_id>, the "
+                        "configuration's id as nas export's meta.config_id)")
     p.set_defaults(func=run)
-
-
-def _meta_data(path: str) -> str | None:
-    """The data spec recorded in the config file's meta section (nas export writes it)."""
-    import yaml
-
-    try:
-        doc = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError):
-        return None  # load_config_file has already reported a broken file
-    meta = doc.get("meta") if isinstance(doc, dict) else None
-    data = meta.get("data") if isinstance(meta, dict) else None
-    return data if isinstance(data, str) and data.strip() else None
 
 
 def run(args: argparse.Namespace) -> int:
     from nas.ablate import format_table, run_ablation, summarise, write_outputs
-    from nas.config import load_config_file
+    from nas.cli.train import config_data, warnings_as_lines
+    from nas.config import config_key, load_config_file
     from nas.data import load_data
 
     if args.seeds < 1:
         raise UserError(f"--seeds: must be >= 1, got {args.seeds}")
     fusion, train = load_config_file(args.config)
+    config_id = config_key(fusion, train)  # of the file as written, before --epochs
     if args.epochs is not None:
         if not (math.isfinite(args.epochs) and args.epochs > 0):
             raise UserError(f"--epochs: must be a positive number, got {args.epochs}")
         train = train.replace(epochs=float(args.epochs))
-    out = Path(args.out) if args.out else Path("runs") / f"ablation-{fusion.config_id}"
-    data = load_data(args.data or _meta_data(args.config) or "synthetic")
+    out = Path(args.out) if args.out else Path("runs") / f"ablation-{config_id}"
+    spec, origin = config_data(args.data, args.config)
+    data = load_data(spec)
     comps = fusion.active_components
-    print(f"nas ablate: {fusion.config_id} on {data.name}: full + {len(comps)} removed "
-          f"component(s) {comps} x {args.seeds} seed(s), {train.epochs:g} epochs each",
+    print(f"nas ablate: config {config_id} on {data.name} ({origin}): full + {len(comps)} "
+          f"removed component(s) {comps} x {args.seeds} seed(s), {train.epochs:g} epochs each",
           file=sys.stderr, flush=True)
-    runs = run_ablation(fusion, train, data, seeds=args.seeds,
-                        log=lambda s: print("  " + s, file=sys.stderr, flush=True))
+    with warnings_as_lines("ablate", sys.stderr):
+        runs = run_ablation(fusion, train, data, seeds=args.seeds,
+                            log=lambda s: print("  " + s, file=sys.stderr, flush=True))
     summary = summarise(runs)
     print(format_table(summary))
-    meta = {"config": str(args.config), "config_id": fusion.config_id, "data": data.name,
+    meta = {"config": str(args.config), "config_id": config_id,
+            "fusion_id": fusion.fusion_id, "data": data.name,
             "seeds": args.seeds, "epochs": train.epochs, "components": comps}
     csv_path, json_path = write_outputs(out, runs, summary, meta)
     print(f"nas ablate: wrote {csv_path} and {json_path}", file=sys.stderr)

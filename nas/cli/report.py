@@ -9,7 +9,8 @@ from nas import DEFAULT_STORAGE
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="write a self-contained HTML report of a study")
-    p.add_argument("--study", required=True, help="study name")
+    p.add_argument("--study", default=None,
+                   help="study name (default: the only study in the storage)")
     p.add_argument("--storage", default=DEFAULT_STORAGE,
                    help="SQLAlchemy URL of the study storage (default: sqlite:///studies.db)")
     p.add_argument("--out", default="report.html", help="output file (default report.html)")

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import shlex
+import sys
 import time
 
 from nas import DEFAULT_STORAGE
-import sys
 
 from nas.errors import UserError
 
@@ -139,8 +140,14 @@ def run(args: argparse.Namespace) -> int:
         print("interrupted: running trials were recorded as failed and re-queued; run the "
               "same command again to continue.", file=sys.stderr)
         return 130
-    print(f"\nOpen the dashboard:  nas dashboard --storage {opts.storage}   (or: "
-          f"optuna-dashboard {opts.storage})\n"
+    from nas.dashboard import artifact_dir_for
+
+    url, art = shlex.quote(opts.storage), shlex.quote(str(artifact_dir_for(opts.storage)))
+    where = f" --study {shlex.quote(summary.study_name)}" + (
+        f" --storage {url}" if opts.storage != DEFAULT_STORAGE else "")
+    print(f"\nOpen the dashboard:  nas dashboard --storage {url}\n"
+          f"  (or plain:         optuna-dashboard {url} --artifact-dir {art})\n"
+          f"Report, export:      nas report{where}   nas export{where} --pick knee\n"
           "Scale up:            --address <ray head> (a cluster), --gpus-per-trial 0.25, "
           "--data DIR (real features), --trials N")
     return 0

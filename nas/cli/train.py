@@ -1,6 +1,7 @@
 """``nas train``: full training of one configuration, with checkpoints and resume.
 
-Writes into ``--out`` (default ``runs/<config_id>``):
+Writes into ``--out`` (default ``runs/<config_id>``, the id of the configuration in the file:
+the one ``nas export`` writes as ``meta.config_id`` and the front table shows):
 
 - ``config.yaml``   the config actually trained (dims fitted to the data),
 - ``metrics.json``  one entry per epoch (val metrics, train loss, wall time) and, at the
@@ -15,12 +16,14 @@ Every file is written atomically (temp file + rename).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import sys
 import time
+import warnings
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Iterator, TextIO
 
 from nas.errors import UserError
 
@@ -35,13 +38,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                     "sections, e.g. written by `nas export`) and save a self-describing "
                     "checkpoint, per-epoch metrics and gate statistics.")
     p.add_argument("--config", required=True, metavar="CFG.yaml", help="config file")
-    p.add_argument("--data", default="synthetic", metavar="SPEC",
+    p.add_argument("--data", default=None, metavar="SPEC",
                    help="'synthetic', 'synthetic:clips=2000,seed=1' or a feature directory "
-                        "(default: synthetic)")
+                        "(default: the config's meta.data, as written by nas export, "
+                        "else synthetic)")
     p.add_argument("--epochs", type=float, default=None, metavar="N",
                    help="training budget in epochs (default: the config's train.epochs)")
     p.add_argument("--out", default=None, metavar="DIR",
-                   help="output folder (default: runs/<config_id>)")
+                   help="output folder (default: runs/<config_id>, the configuration's id "
+                        "as nas export's meta.config_id)")
     p.add_argument("--resume", action="store_true",
                    help="continue from DIR/last.pt (same config, data and epochs)")
     p.add_argument("--seed", type=int, default=None, help="override train.seed")
@@ -70,16 +75,19 @@ class ProgressBar:
             return
         now = time.perf_counter()
         if self.start_step is None:
-            self.start_step, self.t0 = step - 1, now
+            # the first step's time is unknown (it ended at `now`): the rate counts from here
+            self.start_step, self.t0 = step, now
         if now - self._last < 0.1 and step < self.total:
             return
         self._last = now
         frac = step / max(1, self.total)
         done = int(30 * frac)
-        rate = (step - self.start_step) / max(1e-9, now - self.t0)
+        steps, dt = step - self.start_step, now - self.t0
+        rate = steps / dt if steps > 0 and dt > 0 else float("nan")
         eta = (self.total - step) / rate if rate > 0 else float("nan")
+        shown = f"{rate:6.1f}" if math.isfinite(rate) else "     ?"
         self.stream.write(f"\r  epoch {step / self.spe:6.2f} [{'#' * done}{'.' * (30 - done)}] "
-                          f"{100 * frac:5.1f}%  loss {loss:7.4f}  {rate:6.1f} it/s  "
+                          f"{100 * frac:5.1f}%  loss {loss:7.4f}  {shown} it/s  "
                           f"eta {_fmt_s(eta)}   ")
         self.stream.flush()
 
@@ -98,6 +106,41 @@ def _fmt_s(s: float) -> str:
     return f"{m}:{sec:02d}"
 
 
+def config_data(arg: str | None, config: str) -> tuple[str, str]:
+    """The data spec to train on and where it came from: ``--data``, else the config file's
+    ``meta.data`` (what ``nas export`` records: the study's data), else ``synthetic``."""
+    import yaml
+
+    if arg:
+        return arg, "--data"
+    try:
+        doc = yaml.safe_load(Path(config).read_text())
+    except (OSError, yaml.YAMLError):
+        doc = None  # load_config_file has already reported a broken file
+    meta = doc.get("meta") if isinstance(doc, dict) else None
+    data = meta.get("data") if isinstance(meta, dict) else None
+    if isinstance(data, str) and data.strip():
+        return data, f"recorded in {config}, meta.data"
+    return "synthetic", f"default: {config} records no data"
+
+
+@contextlib.contextmanager
+def warnings_as_lines(command: str, stream: TextIO) -> Iterator[None]:
+    """Print the warnings shown while the block runs (gate saturation, ...) as one
+    ``nas COMMAND: warning: ...`` line each, once, at its end, instead of Python's two-line
+    form with a source line. Warnings Python's filters hide stay hidden."""
+    with warnings.catch_warnings(record=True) as caught:
+        try:
+            yield
+        finally:
+            seen: set[str] = set()
+            for w in caught:
+                msg = str(w.message)
+                if msg not in seen:
+                    seen.add(msg)
+                    print(f"nas {command}: warning: {msg}", file=stream, flush=True)
+
+
 def _write_json(path: Path, obj: Any) -> None:
     from nas.config import atomic_write_text
 
@@ -109,13 +152,15 @@ def run(args: argparse.Namespace) -> int:
     import torch  # noqa: F401  (heavy imports only when the command runs)
 
     from nas.checkpoint import load_checkpoint, save_checkpoint
-    from nas.config import load_config_file, save_config_file
+    from nas.config import config_key, load_config_file, save_config_file
     from nas.data import load_data
     from nas.evaluate import GateRecorder, gate_statistics
-    from nas.train import Trainer, gate_warnings, resolve_device, training_runtime
+    from nas.train import (GateSaturationWarning, Trainer, gate_warnings, resolve_device,
+                           training_runtime)
 
     err = sys.stderr
     fusion, train = load_config_file(args.config)
+    config_id = config_key(fusion, train)  # of the file as written, before any override
     overrides: dict[str, Any] = {}
     if args.epochs is not None:
         if not (math.isfinite(args.epochs) and args.epochs > 0):
@@ -130,16 +175,19 @@ def run(args: argparse.Namespace) -> int:
     if overrides:
         train = train.replace(**overrides)
 
-    data = load_data(args.data)
+    spec, origin = config_data(args.data, args.config)
+    data = load_data(spec)
+    print(f"nas train: data {data.name} ({origin})", file=err)
     device = resolve_device(train.device)
-    out = Path(args.out) if args.out else Path("runs") / fusion.config_id
+    out = Path(args.out) if args.out else Path("runs") / config_id
     last, best = out / "last.pt", out / "best.pt"
     if args.resume and not last.exists():
         raise UserError(f"--resume: {last} does not exist (nothing to resume)")
     if not args.resume and last.exists():
         raise UserError(f"{last} exists: pass --resume to continue it, or choose another --out")
 
-    with training_runtime(train, device):
+    with warnings_as_lines("train", err), training_runtime(train, device):
+        warnings.simplefilter("always", GateSaturationWarning)  # each message; deduped above
         trainer = Trainer(fusion, train, data, budget_epochs=train.epochs, device=device)
         for note in trainer.fit_notes:
             print(f"nas train: config adapted to the data {data.name}: {note}", file=err)
@@ -151,8 +199,9 @@ def run(args: argparse.Namespace) -> int:
                 best_recall = float(ck["best_recall"])
             print(f"nas train: resuming {last} at epoch {trainer.epoch:.3g} "
                   f"(step {trainer.step}/{trainer.total_steps})", file=err)
+        ids = {"config_id": config_id, "fusion_id": trainer.fusion.fusion_id}
         save_config_file(out / "config.yaml", trainer.fusion, train,
-                         meta={"config_id": trainer.fusion.config_id, "data": data.name})
+                         meta={**ids, "data": data.name})
 
         # an evaluation (and checkpoint) at the end of every epoch, and at the budget
         n_full = int(math.floor(train.epochs))
@@ -161,7 +210,7 @@ def run(args: argparse.Namespace) -> int:
             ends.append(float(train.epochs))
         bar = ProgressBar(err, trainer.total_steps, trainer.steps_per_epoch,
                           enabled=not args.no_progress)
-        bar.line(f"nas train: {trainer.fusion.config_id} on {data.name}, {train.epochs:g} "
+        bar.line(f"nas train: config {config_id} on {data.name}, {train.epochs:g} "
                  f"epochs x {trainer.steps_per_epoch} steps (batch {trainer.batch}) on {device}")
         extra = {"data": data.name}
         recorder = None
@@ -184,8 +233,8 @@ def run(args: argparse.Namespace) -> int:
             save_checkpoint(last, **state, best_recall=best_recall, extra=extra)
             if improved:
                 save_checkpoint(best, **state, best_recall=best_recall, extra=extra)
-            _write_json(out / "metrics.json", {"config_id": trainer.fusion.config_id,
-                                               "data": data.name, "epochs": trainer.history})
+            _write_json(out / "metrics.json", {**ids, "data": data.name,
+                                               "epochs": trainer.history})
             bar.line(f"  epoch {trainer.epoch:6.2f}  loss {m['train_loss']:.4f}  "
                      f"val t2v R@1 {m['t2v_r1']:.1f}  R@5 {m['t2v_r5']:.1f}  "
                      f"R@10 {m['t2v_r10']:.1f}  recall {m['recall']:.1f}  "
@@ -197,8 +246,7 @@ def run(args: argparse.Namespace) -> int:
         stats = gate_statistics(recorder)
         _write_json(out / "gates.json", stats)
         gate_warnings(stats)
-        result: dict[str, Any] = {"config_id": trainer.fusion.config_id, "data": data.name,
-                                  "epochs": trainer.history}
+        result: dict[str, Any] = {**ids, "data": data.name, "epochs": trainer.history}
         if getattr(data, "test", None) is not None:
             result["test"] = trainer.evaluate(split=data.test)
             t = result["test"]

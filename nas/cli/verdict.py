@@ -53,23 +53,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _only_study(storage: str) -> str:
-    import optuna
-
-    from nas.verdict.record import SUFFIX
-
-    try:
-        st = optuna.storages.get_storage(storage)
-    except Exception as e:  # SQLAlchemy raises many kinds for a bad URL
-        raise UserError(f"--storage {storage!r}: cannot open: {e}") from None
-    names = [s.study_name for s in optuna.get_all_study_summaries(st, include_best_trial=False)
-             if not s.study_name.endswith(SUFFIX)]
-    if len(names) != 1:
-        raise UserError(f"--study: {storage} holds {len(names)} studies"
-                        f"{': ' + ', '.join(names) if names else ''}; name one with --study")
-    return names[0]
-
-
 def run(args: argparse.Namespace) -> int:
     import optuna
 
@@ -86,8 +69,8 @@ def run(args: argparse.Namespace) -> int:
     check_sqlite_exists(args.storage)
     if not args.quick and args.executor == "ray":
         check_ray_address(args.address)
-    name = args.study or _only_study(args.storage)
-    study = load_study(name, args.storage)
+    study = load_study(args.study, args.storage)
+    name = study.study_name
     opts = VerdictOptions(point=args.point, seeds=args.seeds, variants=args.variants,
                           quick_only=args.quick,
                           ray=RayOptions(address=args.address, concurrency=args.concurrency,

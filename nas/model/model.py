@@ -102,6 +102,22 @@ class _AudioPresence(nn.Module):
         return has_audio if self.enabled else torch.ones_like(has_audio)
 
 
+def score_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype scores are computed and kept in: at least float32 (float64 stays float64).
+
+    Under bf16/fp16 autocast (``Trainer`` on CUDA) a score rounded to 8 mantissa bits
+    collapses neighbouring clips into ties, and ties count against the target in the
+    retrieval metrics: configurations whose scores are many small differences (reranking,
+    text-agnostic dense scores) would be penalised on GPU only.
+    """
+    return torch.promote_types(dtype, torch.float32)
+
+
+def _full_precision(x: Tensor) -> Any:
+    """Autocast off for a score computation on ``x``'s device (inputs are cast by the caller)."""
+    return torch.autocast(device_type=x.device.type, enabled=False)
+
+
 def _proj(in_dim: int, width: int) -> nn.Module:
     # model.md: "project each to width D if its dim differs".
     return nn.Identity() if in_dim == width else nn.Linear(in_dim, width)
@@ -214,32 +230,41 @@ class FusionRetrievalModel(nn.Module):
         return F.normalize(mix * x + (1.0 - mix) * x0, dim=-1)
 
     def pair_similarity(self, t: Tensor, frames: Tensor, vmask: Tensor) -> Tensor:
-        """(global + local) / 2 for aligned pairs: t ``[P, D]``, normalised frames ``[P, F, D]``."""
-        s = self.scale()
-        vbar = F.normalize(masked_mean(frames, vmask), dim=-1)
-        glob = s * (t * vbar).sum(-1)
-        cos = torch.einsum("pd,pfd->pf", t, frames)
-        lam = self.cfg.local_lambda
-        local = (lam * s * cos).masked_fill(~vmask, float("-inf")).logsumexp(-1) / lam
-        return 0.5 * (glob + local)
+        """(global + local) / 2 for aligned pairs: t ``[P, D]``, normalised frames ``[P, F, D]``.
+
+        In at least float32 whatever the autocast (see :func:`score_dtype`)."""
+        dt = score_dtype(frames.dtype)
+        with _full_precision(frames):
+            t, frames, s = t.to(dt), frames.to(dt), self.scale().to(dt)
+            vbar = F.normalize(masked_mean(frames, vmask), dim=-1)
+            glob = s * (t * vbar).sum(-1)
+            cos = torch.einsum("pd,pfd->pf", t, frames)
+            lam = self.cfg.local_lambda
+            local = (lam * s * cos).masked_fill(~vmask, float("-inf")).logsumexp(-1) / lam
+            return 0.5 * (glob + local)
 
     def dense_similarity(self, t: Tensor, frames: Tensor, vmask: Tensor,
                          max_elems: int = 1 << 24) -> Tensor:
         """(global + local) / 2 for every text x clip: t ``[N_t, D]``, frames ``[N_v, F, D]``.
 
-        Chunked over clips so the ``[N_t, chunk, F]`` cosine tensor stays bounded.
+        Chunked over clips so the ``[N_t, chunk, F]`` cosine tensor stays bounded. In at
+        least float32 whatever the autocast (see :func:`score_dtype`).
         """
-        s, lam = self.scale(), self.cfg.local_lambda
-        n_t, (n_v, n_f, _) = t.shape[0], frames.shape
-        vbar = F.normalize(masked_mean(frames, vmask), dim=-1)
-        glob = s * t @ vbar.t()
-        step = max(1, max_elems // max(1, n_t * n_f))
-        local = []
-        for j in range(0, n_v, step):
-            cos = torch.einsum("td,vfd->tvf", t, frames[j:j + step])
-            logits = (lam * s * cos).masked_fill(~vmask[j:j + step].unsqueeze(0), float("-inf"))
-            local.append(logits.logsumexp(-1) / lam)
-        return 0.5 * (glob + torch.cat(local, dim=1))
+        dt = score_dtype(frames.dtype)
+        with _full_precision(frames):
+            t, frames, s = t.to(dt), frames.to(dt), self.scale().to(dt)
+            lam = self.cfg.local_lambda
+            n_t, (n_v, n_f, _) = t.shape[0], frames.shape
+            vbar = F.normalize(masked_mean(frames, vmask), dim=-1)
+            glob = s * t @ vbar.t()
+            step = max(1, max_elems // max(1, n_t * n_f))
+            local = []
+            for j in range(0, n_v, step):
+                cos = torch.einsum("td,vfd->tvf", t, frames[j:j + step])
+                logits = (lam * s * cos).masked_fill(~vmask[j:j + step].unsqueeze(0),
+                                                     float("-inf"))
+                local.append(logits.logsumexp(-1) / lam)
+            return 0.5 * (glob + torch.cat(local, dim=1))
 
     def score_pairs(self, clips: ClipEncoding, texts: TextEncoding, clip_idx: Tensor,
                     text_idx: Tensor, recorder: Recorder | None = None) -> Tensor:

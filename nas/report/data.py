@@ -73,6 +73,18 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+def canonical_params(trial: Any) -> dict[str, Any]:
+    """The trial's searched dimensions with the values of the configuration it trained.
+
+    A suggestion can differ from what was trained: the space canonicalises settings that
+    do nothing (``rerank_k`` is 0 on a text-agnostic configuration), and the trial's
+    ``fusion`` / ``train`` attributes hold the configuration as trained (and exported).
+    """
+    ua = trial.user_attrs
+    conf = {**(ua.get("train") or {}), **(ua.get("fusion") or {})}
+    return {k: conf.get(k, v) for k, v in trial.params.items()}
+
+
 def config_text(params: Mapping[str, Any], sep: str = "<br>") -> str:
     """The configuration (searched dimensions) as ``name=value`` lines, sorted by name."""
     return sep.join(f"{k}={_fmt(v)}" for k, v in sorted(params.items()))
@@ -89,7 +101,7 @@ def pareto_points(trials: Sequence[Any], directions: Sequence[Any],
     for t, v in zip(full, vals):
         head = f"trial {t.number} ({t.user_attrs.get('config_id', '?')})"
         objs = "<br>".join(f"{n}={_fmt(float(x))}" for n, x in zip(metric_names, v))
-        hover.append(f"{head}<br>{objs}<br>{config_text(t.params)}")
+        hover.append(f"{head}<br>{objs}<br>{config_text(canonical_params(t))}")
     front_idx = [int(i) for i in np.flatnonzero(mask)]
     front_idx.sort(key=lambda i: (vals[i, 0], vals[i, 1] if k > 1 else 0.0))
     return ParetoPoints([t.number for t in full], vals, mask, hover, front_idx)
@@ -276,7 +288,7 @@ def front_table(trials: Sequence[Any], directions: Sequence[Any],
     for i in pts.front_order:
         t = full[pts.numbers[i]]
         rows.append([str(t.number), str(t.user_attrs.get("config_id", "")),
-                     *(_fmt(float(x)) for x in pts.values[i]), config_text(t.params, sep=", ")])
+                     *(_fmt(float(x)) for x in pts.values[i]), config_text(canonical_params(t), sep=", ")])
     return header, rows
 
 

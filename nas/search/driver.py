@@ -547,6 +547,8 @@ def _fmt_s(s: float) -> str:
 def format_front(study: optuna.Study, front: list[optuna.trial.FrozenTrial] | None = None
                  ) -> str:
     """A text table of the full-budget Pareto front."""
+    from nas.report.data import canonical_params  # here: nas.report imports plotly
+
     front = pareto_front(study) if front is None else front
     names = study.metric_names or [f"objective{i}" for i in range(len(study.directions))]
     if not front:
@@ -555,7 +557,7 @@ def format_front(study: optuna.Study, front: list[optuna.trial.FrozenTrial] | No
     rows = [head]
     ref = study.user_attrs.get("reference_params") or {}
     for t in front:
-        changed = ", ".join(f"{k}={_short(v)}" for k, v in t.params.items()
+        changed = ", ".join(f"{k}={_short(v)}" for k, v in canonical_params(t).items()
                             if k not in ref or ref[k] != v) or "(reference)"
         rows.append([str(t.number), *(f"{v:.4g}" for v in t.values),
                      str(t.user_attrs.get("config_id", "")), changed[:100]])

@@ -15,10 +15,12 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import os
 import re
+import shutil
 import tempfile
 import time
 from contextlib import nullcontext
@@ -260,9 +262,12 @@ def _init_ray(opts: RayOptions) -> bool:
     if opts.address:
         ray.init(address=opts.address, log_to_driver=False)
     else:
+        tmp = tempfile.mkdtemp(prefix=f"nr{os.getpid()}-", dir="/tmp")  # short: socket paths
+        # Ray leaves its session files (~24 MB) there: remove them at exit, after the
+        # shutdown Ray registers during init (atexit runs in reverse order).
+        atexit.register(shutil.rmtree, tmp, ignore_errors=True)
         ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False,
-                 _temp_dir=tempfile.mkdtemp(prefix="nr", dir="/tmp"), log_to_driver=False,
-                 configure_logging=False)
+                 _temp_dir=tmp, log_to_driver=False, configure_logging=False)
     return True
 
 
@@ -308,7 +313,6 @@ def run_tune(core: AskTellSearcher, asha: MOASHA, evaluator: EvaluatorSpec, data
         finally:
             quiet.setLevel(level)
     finally:
-        import shutil
         shutil.rmtree(workdir, ignore_errors=True)
         if started:
             ray.shutdown()

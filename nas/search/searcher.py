@@ -24,7 +24,6 @@ sampler look at COMPLETE trials only and would ignore them. Infeasible configura
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import math
 import warnings
@@ -36,6 +35,7 @@ from optuna.distributions import CategoricalDistribution, IntDistribution
 from optuna.samplers import BaseSampler
 from optuna.trial import FrozenTrial, TrialState
 
+from nas.config import config_key
 from nas.errors import UserError
 from nas.search import records
 from nas.search.faults import faultpoint
@@ -147,13 +147,6 @@ def make_sampler(name: str, seed: int | None) -> LearningSampler:
 
 
 # ----------------------------------------------------------------------------- searcher
-
-def config_key(fusion: Any, train: Any) -> str:
-    """Id of a (FusionConfig, TrainConfig) pair: dedupes trials within a study."""
-    canon = json.dumps({"fusion": fusion.to_dict(), "train": train.to_dict()},
-                       sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canon.encode()).hexdigest()[:12]
-
 
 @dataclass
 class TrialSpec:
@@ -294,7 +287,7 @@ class AskTellSearcher:
         return suggest
 
     def _costs(self, fusion: Any) -> dict[str, float]:
-        cid = fusion.config_id
+        cid = fusion.fusion_id
         if cid not in self._cost_cache:
             self._cost_cache[cid] = {k: float(v) for k, v in self.cost_fn(
                 fusion, self.shapes, gallery=1000, measure_latency=self.measure_latency).items()}
@@ -318,8 +311,9 @@ class AskTellSearcher:
         cid = config_key(fusion, train)
         costs = self._costs(fusion)
         # config_id: the dedupe unit (architecture + training settings, since lr etc. are
-        # searched); fusion_id: FusionConfig.config_id, the id `nas train`/export use.
-        records.set_attrs(self.study, tid, config_id=cid, fusion_id=fusion.config_id,
+        # searched), also what export, `nas train` and `nas ablate` name things by;
+        # fusion_id: the architecture's own id (FusionConfig.fusion_id).
+        records.set_attrs(self.study, tid, config_id=cid, fusion_id=fusion.fusion_id,
                           fusion=fusion.to_dict(),
                           train=train.to_dict(), costs=costs, rung_epochs=self.rungs,
                           budget=0.0, full_budget=False)

@@ -39,6 +39,7 @@ pairs up front so ``nas spaces validate`` can warn about them; the shipped space
 
 from __future__ import annotations
 
+import importlib.resources
 import itertools
 import math
 import re
@@ -60,6 +61,7 @@ __all__ = [
     "load_space",
     "parse_space",
     "resolve_space_path",
+    "shipped_spaces",
 ]
 
 _FUSION_FIELDS = set(FusionConfig.field_names())
@@ -70,7 +72,9 @@ _DIM_KEYS = {"choices", "type", "low", "high", "log", "step", "when"}
 _TOP_KEYS = {"name", "description", "data", "trials", "time_budget", "base", "dimensions",
              "proxy"}
 
-SPACES_DIR = Path(__file__).resolve().parents[2] / "search_spaces"
+# The shipped spaces are package data (``nas/spaces/*.yaml``), so an installed wheel has
+# them; a clone's top-level ``search_spaces/`` holds the same files for users to read.
+_SPACES_PACKAGE = "nas.spaces"
 
 
 class InvalidCombination(ValueError):
@@ -358,12 +362,27 @@ def parse_duration(text: str) -> float:
     return seconds
 
 
-def resolve_space_path(name_or_path: str) -> Path:
-    """A path as given, or a bare name (``quick``) looked up in ``search_spaces/``."""
+def shipped_spaces() -> dict[str, Any]:
+    """The spaces installed with the package: ``{name: Traversable}``, sorted by name."""
+    root = importlib.resources.files(_SPACES_PACKAGE)
+    return {f.name[:-5]: f for f in sorted(root.iterdir(), key=lambda f: f.name)
+            if f.name.endswith(".yaml")}
+
+
+def resolve_space_path(name_or_path: str) -> Any:
+    """A path as given, or a bare name (``quick``) looked up among the shipped spaces.
+
+    Returns a ``Path`` (or an ``importlib.resources`` Traversable for a shipped space).
+    """
     p = Path(name_or_path)
-    if p.exists() or p.suffix in (".yaml", ".yml") or "/" in name_or_path:
+    if not _is_bare_name(name_or_path):
         return p
-    return SPACES_DIR / f"{name_or_path}.yaml"
+    return shipped_spaces().get(name_or_path, p)
+
+
+def _is_bare_name(name_or_path: str) -> bool:
+    p = Path(name_or_path)
+    return not (p.exists() or p.suffix in (".yaml", ".yml") or "/" in name_or_path)
 
 
 def load_space(path: str | Path) -> SearchSpace:
@@ -372,7 +391,9 @@ def load_space(path: str | Path) -> SearchSpace:
     try:
         text = p.read_text()
     except FileNotFoundError:
-        raise SpaceError(f"{p}: file not found") from None
+        shipped = (f", and no shipped space of that name (shipped: "
+                   f"{', '.join(shipped_spaces())})" if _is_bare_name(str(path)) else "")
+        raise SpaceError(f"{p}: file not found{shipped}") from None
     except OSError as e:
         raise SpaceError(f"{p}: cannot read: {e.strerror}") from None
     return parse_space(text, str(p))

@@ -135,7 +135,7 @@ def _trigger(f: Fault, fusion: Any) -> None:
     if f.kind == "raise":
         raise RuntimeError(f"injected fault: {f.field}={f.value}")
     if f.kind == "exit_once":
-        marker = os.path.join(f.where, f"attempted-{fusion.config_id}")
+        marker = os.path.join(f.where, f"attempted-{fusion.fusion_id}")
         try:
             fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
         except FileExistsError:
@@ -225,14 +225,14 @@ def _seed_noise(fusion: Any, train: Any, faults: Sequence[Fault]) -> float:
     sd = sum(float(f.where) for f in faults if f.kind == "noise")
     if not sd:
         return 0.0
-    digest = hashlib.sha256(f"{fusion.config_id}:{train.seed}".encode()).hexdigest()
+    digest = hashlib.sha256(f"{fusion.fusion_id}:{train.seed}".encode()).hexdigest()
     return sd * random.Random(int(digest[:16], 16)).gauss(0.0, 1.0)
 
 
 def fake_quality(fusion: Any, train: Any, planted: bool = False) -> float:
     """The recall ceiling of a config: grows with size, plus a fixed per-config offset
     (none in planted mode)."""
-    offset = 0.0 if planted else int(fusion.config_id[:6], 16) % 1000 / 1000.0
+    offset = 0.0 if planted else int(fusion.fusion_id[:6], 16) % 1000 / 1000.0
     text = 15.0 if fusion.text_conditioned else 0.0
     lr_term = -5.0 * abs(math.log10(train.lr) + 3.0)  # best near lr = 1e-3
     return (60.0 + 12.0 * math.log2(fusion.width / 16) + 6.0 * fusion.layers + text

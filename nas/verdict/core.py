@@ -138,7 +138,7 @@ def summarise(toggles: Sequence[J.Toggle], runs: dict[str, Any], plan: Sequence[
         v: Variant = tg.variant
         row: dict[str, Any] = {"variant": v.name, "plan": v.plan, "title": v.title,
                                "action": tg.action or "", "reason": tg.reason or "",
-                               "config_id": tg.fusion.config_id if tg.fusion else ""}
+                               "fusion_id": tg.fusion.fusion_id if tg.fusion else ""}
         pairs = []
         for seed, vals in sorted(by_variant.get(v.name, {}).items()):
             base = bases.get(seed)
@@ -212,7 +212,7 @@ def run_verdict(study: optuna.Study, storage: Any, opts: VerdictOptions,
     full = full_budget_trials(study)
     doc: dict[str, Any] = {
         "study": study.study_name, "companion": R.companion_name(study.study_name),
-        "point": {"pick": opts.point, "trial": trial.number, "config_id": fusion.config_id,
+        "point": {"pick": opts.point, "trial": trial.number, "fusion_id": fusion.fusion_id,
                   "values": dict(zip(names, map(float, trial.values)))},
         "objectives": [{"name": n, "direction": "maximize" if m else "minimize",
                         "kind": "quality" if s == "metrics" else "cost"}
@@ -231,7 +231,7 @@ def run_verdict(study: optuna.Study, storage: Any, opts: VerdictOptions,
     have = R.recorded(comp)
     todo = [j for j in plan if j.key not in have]
     result.reused = len(plan) - len(todo)
-    log(f"point trial {trial.number} ({fusion.config_id}); {len(toggles)} variant(s) x "
+    log(f"point trial {trial.number} ({fusion.fusion_id}); {len(toggles)} variant(s) x "
         f"{opts.seeds} seed(s) + base: {len(plan)} run(s) of {rungs[-1]:g} epochs, "
         f"{result.reused} already recorded in {comp.study_name!r}, {len(todo)} to train")
 

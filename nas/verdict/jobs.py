@@ -60,7 +60,7 @@ def _toggle(v: Variant, fusion: Any) -> Toggle:
         action, cfg = v.toggle(fusion)
     except Exception as e:  # noqa: BLE001 - a ConfigError: this variant cannot exist here
         return Toggle(v, None, None, f"cannot be toggled at this point: {e}")
-    if cfg.config_id == fusion.config_id:
+    if cfg.fusion_id == fusion.fusion_id:
         return Toggle(v, None, None, f"toggling it ({action}) changes nothing here")
     return Toggle(v, action, cfg)
 

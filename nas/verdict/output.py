@@ -122,14 +122,14 @@ def _flat(doc: dict[str, Any], rows: Sequence[dict[str, Any]], quick: bool
           ) -> tuple[list[str], list[list[Any]]]:
     objs = [o["name"] for o in doc["objectives"]]
     lead = ["variant", "plan", "n_on", "n_off"] if quick else \
-        ["variant", "plan", "action", "n", "verdict", "reason", "config_id"]
+        ["variant", "plan", "action", "n", "verdict", "reason", "fusion_id"]
     head = lead + [f"{o}_{k}" for o in objs for k in
                    (("effect", "lo", "hi") if quick else ("effect", "lo", "hi", "base"))]
     out = []
     for r in rows:
         cells = ([r["variant"], r["plan"], r["n_on"], r["n_off"]] if quick else
                  [r["variant"], r["plan"], r["action"], r["n"], r["word"], r["reason"],
-                  r["config_id"]])
+                  r["fusion_id"]])
         for o in objs:
             e = r["effects"][o]
             cells += [e["mean"], e["lo"], e["hi"]]

@@ -7,7 +7,7 @@ companion has the study's objectives (names and directions). Trial user attribut
 
 - ``verdict_key`` (the run's key: config, seed, data, rungs), ``role`` (base | variant),
   ``variant``, ``action`` (add | remove), ``seed``, ``point`` (the front trial it was
-  planned around), ``config_id`` (FusionConfig id), ``fusion``, ``train``,
+  planned around), ``fusion_id`` (FusionConfig id), ``fusion``, ``train``,
   ``metrics``, ``costs``, ``wall_s``, ``status`` (complete | failed), ``fail_reason``.
 
 A rerun reads the keys already recorded and trains only the others; runs whose worker was
@@ -66,7 +66,7 @@ def record(comp: optuna.Study, job: Job, outcome: Mapping[str, Any], point: int,
     """Record one finished run as one trial (one transaction)."""
     attrs = {"verdict_key": job.key, "role": job.role, "variant": job.variant,
              "action": job.action, "seed": job.seed, "point": point,
-             "config_id": _config_id(job.fusion), "fusion": job.fusion, "train": job.train,
+             "fusion_id": _fusion_id(job.fusion), "fusion": job.fusion, "train": job.train,
              "metrics": outcome.get("metrics", {}), "costs": outcome.get("costs", {}),
              "wall_s": float(outcome.get("wall_s", 0.0))}
     if outcome.get("error"):
@@ -81,7 +81,7 @@ def record(comp: optuna.Study, job: Job, outcome: Mapping[str, Any], point: int,
     return trial
 
 
-def _config_id(fusion: Mapping[str, Any]) -> str:
+def _fusion_id(fusion: Mapping[str, Any]) -> str:
     from nas.config import FusionConfig
 
-    return FusionConfig.from_dict(fusion).config_id
+    return FusionConfig.from_dict(fusion).fusion_id

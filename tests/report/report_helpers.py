@@ -7,7 +7,7 @@ import warnings
 from typing import Any
 
 import numpy as np
-from nas.config import FusionConfig, TrainConfig
+from nas.config import FusionConfig, TrainConfig, config_key
 
 RUNGS = [0.5, 1.5, 4.5]
 # tiny synthetic data whose shapes match the trials' FusionConfig dims (so an exported
@@ -72,8 +72,10 @@ def make_study(storage: Any = None, name: str = "synthetic") -> Any:
         fusion = FusionConfig(video_dim=32, audio_dim=32, text_dim=32, max_frames=4,
                               width=params["width"], layers=1, heads=2, resampler_queries=4,
                               layer_decay=params["layer_decay"])
-        ua: dict[str, Any] = {"config_id": fusion.config_id, "fusion": fusion.to_dict(),
-                              "train": train.replace(lr=params["lr"]).to_dict(),
+        tr = train.replace(lr=params["lr"])
+        ua: dict[str, Any] = {"config_id": config_key(fusion, tr),
+                              "fusion_id": fusion.fusion_id, "fusion": fusion.to_dict(),
+                              "train": tr.to_dict(),
                               "rung_epochs": RUNGS, "node_id": "local", "wall_s": 1.0}
         if n in FULL:
             rec, gfl, iv = FULL[n]

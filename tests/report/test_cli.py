@@ -73,7 +73,7 @@ def test_export_cli_refuses_stopped_trial(db, tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_export_then_train_reads_it_back(db, tmp_path):
+def test_export_then_train_reads_it_back(db, tmp_path, capsys):
     from nas.checkpoint import load_checkpoint
 
     cfg = tmp_path / "knee.yaml"
@@ -81,8 +81,11 @@ def test_export_then_train_reads_it_back(db, tmp_path):
                  "--out", str(cfg)]) == 0
     fusion, train = load_config_file(cfg)
     run_dir = tmp_path / "run"
-    assert main(["train", "--config", str(cfg), "--data", DATA, "--epochs", "0.25",
+    # no --data: the study's data recorded in the exported file
+    assert main(["train", "--config", str(cfg), "--epochs", "0.25",
                  "--out", str(run_dir), "--no-progress"]) == 0
+    assert f"nas train: data {DATA} (recorded in {cfg}, meta.data)" in capsys.readouterr().err
+    assert json.loads((run_dir / "metrics.json").read_text())["data"] == DATA
     ck = load_checkpoint(run_dir / "last.pt")
     assert ck["fusion"] == fusion  # the architecture trained is exactly the exported one
     got = ck["train"] if isinstance(ck["train"], TrainConfig) else TrainConfig.from_dict(
@@ -139,13 +142,13 @@ def test_ablate_one_row_per_removed_component_plus_full(tmp_path, capsys):
         rows = list(csv.DictReader(f))
     assert [r["variant"] for r in rows] == ["full", "w/o adaptive_pooling", "w/o resampler"]
     assert all(r["n"] == "2" and r["failed"] == "0" for r in rows)
-    assert rows[1]["config_id"] == fusion.without("adaptive_pooling").config_id
+    assert rows[1]["fusion_id"] == fusion.without("adaptive_pooling").fusion_id
     doc = json.loads((out / "ablation.json").read_text())
     assert len(doc["runs"]) == 6 and doc["meta"]["components"] == fusion.active_components
     for r in doc["summary"]:
         assert r["t2v_recall_mean"] > 0 and r["t2v_recall_std"] >= 0 and r["query_gflops_mean"] > 0
     assert "w/o resampler" in printed and "±" in printed
-    assert len({r["config_id"] for r in rows}) == 3  # three different architectures
+    assert len({r["fusion_id"] for r in rows}) == 3  # three different architectures
 
 
 def test_ablate_bad_flags(tmp_path, capsys):
@@ -169,11 +172,46 @@ def test_front_matches_the_search_package(db):
     assert mine == sorted(t.number for t in pareto.pareto_front(study)) == sorted(FRONT)
 
 
-def test_export_meta_carries_the_data_spec_for_ablate(db, tmp_path, capsys):
-    from nas.cli.ablate import _meta_data
+def test_export_meta_carries_the_data_spec_for_train_and_ablate(db, tmp_path, capsys):
+    from nas.cli.train import config_data
 
     out = tmp_path / "k.yaml"
     assert main(["export", "--study", "demo", "--storage", db, "--out", str(out)]) == 0
-    assert f"--data {shlex.quote(DATA)}" in capsys.readouterr().out  # the train hint
-    assert _meta_data(str(out)) == DATA
+    hint = capsys.readouterr().out
+    assert f"nas train --config {shlex.quote(str(out))} (on the study's data" in hint
+    assert config_data(None, str(out)) == (DATA, f"recorded in {out}, meta.data")
+    assert config_data("synthetic", str(out)) == ("synthetic", "--data")
+    bare = save_config_file(tmp_path / "bare.yaml", FusionConfig(), TrainConfig())
+    assert config_data(None, str(bare))[0] == "synthetic"
     assert yaml.safe_load(out.read_text())["meta"]["trial"] == 1  # knee by default
+
+
+def test_report_and_export_default_to_the_only_study(db, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["report", "--storage", db]) == 0
+    assert (tmp_path / "report.html").stat().st_size > 0
+    # --out defaults to the pick's name
+    assert main(["export", "--storage", db]) == 0
+    assert main(["export", "--storage", db, "--pick", "best:recall"]) == 0
+    assert main(["export", "--storage", db, "--pick", "trial:1"]) == 0
+    assert main(["export", "--storage", db, "--pick", "under:query_gflops<=10"]) == 0
+    for name in ("knee", "best-recall", "trial-1", "under-query_gflops-le-10"):
+        assert load_config_file(tmp_path / f"{name}.yaml")
+    capsys.readouterr()
+    # two studies: which one is ambiguous, so both commands list them and write nothing
+    make_study(db, "other")
+    for cmd in (["report", "--out", "two.html"], ["export", "--out", "two.yaml"]):
+        assert main([*cmd, "--storage", db]) == 2
+        err = capsys.readouterr().err
+        assert "holds 2 studies (demo, other); name one with --study NAME" in err, err
+    assert not (tmp_path / "two.html").exists() and not (tmp_path / "two.yaml").exists()
+
+
+def test_export_default_out_names():
+    from nas.cli.export import default_out
+
+    assert default_out("knee") == "knee.yaml"
+    assert default_out("best:recall") == "best-recall.yaml"
+    assert default_out("trial:12") == "trial-12.yaml"
+    assert default_out("under:query_gflops<=0.5") == "under-query_gflops-le-0.5.yaml"
+    assert default_out("under:recall>=100") == "under-recall-ge-100.yaml"

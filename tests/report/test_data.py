@@ -90,6 +90,28 @@ def test_front_table_rows(study):
     assert rows[2][2:4] == ["150", "10"]
 
 
+def test_front_table_shows_the_trained_configuration_not_the_suggestion():
+    """A suggestion the space canonicalised (rerank_k on a text-agnostic configuration)
+    shows as trained: the value the trial's fusion attribute and the exported file hold."""
+    from optuna.distributions import CategoricalDistribution
+    from optuna.trial import TrialState, create_trial
+
+    from nas.config import FusionConfig
+
+    fusion = FusionConfig(query_fusion="none", gate_inputs="va", rerank_k=0)
+    dists = {"query_fusion": CategoricalDistribution(["none", "scalar"]),
+             "rerank_k": CategoricalDistribution([0, 16]),
+             "lr": CategoricalDistribution([0.001, 0.002])}
+    t = create_trial(state=TrialState.COMPLETE, values=[50.0, 1.0],
+                     params={"query_fusion": "none", "rerank_k": 16, "lr": 0.002},
+                     distributions=dists,
+                     user_attrs={"fusion": fusion.to_dict(), "train": {"lr": 0.002},
+                                 "full_budget": True, "status": "complete", "config_id": "c"})
+    assert D.canonical_params(t) == {"query_fusion": "none", "rerank_k": 0, "lr": 0.002}
+    _, rows = D.front_table([t], MO, ["recall", "query_gflops"])
+    assert "rerank_k=0" in rows[0][-1] and "rerank_k=16" not in rows[0][-1]
+
+
 def test_param_importances_and_too_few_trials(study):
     imps, notes = D.param_importances(study.trials, study.directions, study.metric_names)
     assert set(imps) == {"recall", "query_gflops"} and not notes

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nas.config import FusionConfig, load_config_file
+from nas.config import FusionConfig, config_key, load_config_file
 from nas.export import ExportError, choose_trial, export_trial, knee_index, parse_pick
 
 
@@ -78,11 +78,14 @@ def test_exported_file_is_what_nas_train_reads(study, tmp_path):
     out = export_trial(study, trial, tmp_path / "sub" / "knee.yaml")
     fusion, train = load_config_file(out)
     assert fusion == FusionConfig.from_dict(trial.user_attrs["fusion"])
-    assert fusion.config_id == trial.user_attrs["config_id"]
     assert train.to_dict() == trial.user_attrs["train"]
     import yaml
 
     meta = yaml.safe_load(out.read_text())["meta"]
+    # two ids, named apart: the configuration's (what the front table shows) and the
+    # architecture's
+    assert meta["config_id"] == trial.user_attrs["config_id"] == config_key(fusion, train)
+    assert meta["fusion_id"] == fusion.fusion_id != meta["config_id"]
     assert meta["study"] == "synthetic" and meta["trial"] == 1
     assert meta["values"] == {"recall": 150.0, "query_gflops": 10.0}
     assert not list(out.parent.glob(".*tmp"))  # no temp file left behind

@@ -47,6 +47,22 @@ def test_shipped_spaces_load_and_have_no_impossible_pairs(name: str) -> None:
     assert s.reference() is not None
 
 
+def test_an_unknown_space_name_lists_the_shipped_ones(tmp_path: Path, capsys,
+                                                      monkeypatch) -> None:
+    from nas.cli import main
+    from nas.search.space import shipped_spaces
+
+    assert list(shipped_spaces()) == ["gated_fusion", "quick"]
+    monkeypatch.chdir(tmp_path)
+    for argv in (["search", "--space", "doesnotexist"], ["spaces", "show", "doesnotexist"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.endswith("doesnotexist: file not found, and no shipped space of that "
+                            "name (shipped: gated_fusion, quick)"), err
+        assert len(err.splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []  # nothing written (no studies.db)
+
+
 def test_gated_fusion_covers_every_variant_of_model_md() -> None:
     names = {d.name for d in load_space("gated_fusion").dimensions}
     for f in ["gate_inputs", "query_fusion", "layer_decay", "attn_temperature", "residual_gate",

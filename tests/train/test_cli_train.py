@@ -92,3 +92,48 @@ def test_bad_config_file_is_a_one_line_error(tmp_path: Path, capsys) -> None:
     p.write_text("fusion: {width: -4}\n")
     assert main(["train", "--config", str(p), "--data", SMALL_DATA, "--out", str(tmp_path / "o")]) == 2
     assert "width" in capsys.readouterr().err
+
+
+class _Tty:
+    """A stream that says it is a terminal and keeps what is written."""
+
+    def __init__(self) -> None:
+        self.text = ""
+
+    def isatty(self) -> bool:
+        return True
+
+    def write(self, s: str) -> None:
+        self.text += s
+
+    def flush(self) -> None:
+        pass
+
+
+def test_progress_bar_never_shows_a_rate_it_has_not_measured() -> None:
+    from nas.cli.train import ProgressBar
+
+    s = _Tty()
+    bar = ProgressBar(s, total_steps=10, steps_per_epoch=5)
+    bar(1, 10, 2.0)  # the first step: its duration is unknown
+    assert "? it/s" in s.text and "eta ?" in s.text, s.text
+    bar._last = 0.0  # let the next call draw
+    bar(2, 10, 1.5)
+    rate = float(s.text.split("\r")[-1].split("it/s")[0].split()[-1])
+    assert 0 < rate < 1e6, s.text  # one step over a real interval, not 1 / 1e-9
+
+
+def test_warnings_print_as_one_line_each(capsys) -> None:
+    import io
+    import warnings
+
+    from nas.cli.train import warnings_as_lines
+    from nas.train import GateSaturationWarning
+
+    err = io.StringIO()
+    with warnings_as_lines("train", err):
+        warnings.simplefilter("always", GateSaturationWarning)
+        for _ in range(2):
+            warnings.warn("layer 0 gate_a: 80% of values saturated", GateSaturationWarning)
+    assert err.getvalue() == "nas train: warning: layer 0 gate_a: 80% of values saturated\n"
+    assert capsys.readouterr().err == ""  # no Python warning with a source line

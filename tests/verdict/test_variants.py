@@ -28,7 +28,7 @@ def test_each_variant_turns_on_and_off(v) -> None:
             assert v.name == "text_guidance" and base is reference
             continue
         action, on = v.toggle(base)
-        assert action == "add" and v.is_on(on) and on.config_id != base.config_id
+        assert action == "add" and v.is_on(on) and on.fusion_id != base.fusion_id
         action, off = v.toggle(on)
         assert action == "remove" and not v.is_on(off)
 

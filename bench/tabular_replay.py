@@ -1,0 +1,525 @@
+"""Replay search methods on a tabular-benchmark table with simulated time.
+
+A trial takes no training: its metrics at each rung are read from the table (the row of
+its configuration and of the table seed this replay seed uses), and it *takes* the table's
+wall seconds (to the rung where it stopped) on a simulated clock. The method's own
+decision time (proposals, bookkeeping, storage writes, early-stopping decisions) is real
+time, measured, and added to the same clock, like Syne Tune's simulator backend (trials
+take their tabulated time; the scheduler's own time is counted too). One trial at a time.
+
+Methods (``METHODS``):
+
+- ``tool``: ``nas.search.driver.run_search`` itself, as shipped (multivariate TPE through
+  the learning view, MO-ASHA, the warm start, SQLite records), in process
+  (``executor="local"``) with the evaluator's import paths pointing at the table
+  (``tabular_replay:table_train`` / ``table_data`` / ``table_costs``): the tool's own
+  AskTellSearcher and MOASHA decide everything;
+- ``tool_nows``: the same on a study created beforehand (no warm start);
+- ``random``, ``tpe``: the same driver with ``sampler=random|tpe`` and no early stopping
+  (no warm start);
+- ``moasha_random``: random proposals with the tool's MO-ASHA (no warm start): the
+  MO-ASHA of Schmucker et al. 2021 as published (random search + multi-objective
+  asynchronous successive halving);
+- ``ray``: Ray Tune's stock ``OptunaSearch`` (multi-objective TPE, define-by-run over the
+  same space) with ``ASHAScheduler(metric="recall", grace_period=1 rung,
+  reduction_factor=eta)``: Ray's own classes, driven the way Tune's controller drives them
+  (``suggest``; ``on_trial_add``; ``on_trial_result`` per rung until STOP; then
+  ``on_trial_complete`` on both with the last result), without Tune's execution (so none of
+  Ray's orchestration time is counted). Trials ASHA stopped are told to the searcher as
+  COMPLETE with their last values (stock behaviour) and are left out of its front.
+
+Every method runs until its simulated clock reaches the budget (``--budget-trials`` x the
+mean full-budget wall seconds of the table's configurations); the trial running then is
+cut off (not counted). Hypervolume of the full-budget Pareto front of (recall max,
+query_gflops min) against one fixed reference point: recall 0 and 1.1 x the largest
+query GFLOPs in the table.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, Callable, Mapping, Sequence
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from nas.errors import UserError  # noqa: E402
+
+__all__ = ["METHODS", "MethodError", "Replay", "replay_method", "check_table",
+           "table_train", "table_data", "table_costs", "main_replay", "add_replay_args"]
+
+METHODS = {
+    "tool": "the tool: TPE (learning view) + MO-ASHA + warm start",
+    "tool_nows": "the tool without its warm start",
+    "random": "random search, no early stopping",
+    "tpe": "the tool's TPE, no early stopping, no warm start",
+    "moasha_random": "MO-ASHA (Schmucker et al. 2021): random proposals + the tool's MO-ASHA",
+    "ray": "Ray Tune stock OptunaSearch (MO TPE) + ASHAScheduler(recall)",
+}
+
+
+class MethodError(UserError):
+    """An unknown method name."""
+
+
+# ----------------------------------------------------------------------------- the clock
+
+@dataclass
+class Replay:
+    """The state of one replayed run: the table, which table seed answers, the simulated
+    clock and the trials trained so far (completion order)."""
+
+    table: Any
+    seed: int  # the table's training seed that answers this run
+    budget_s: float = math.inf
+    clock: str = "cpu"  # "cpu": CPU seconds (table cpu_s, process_time); "wall": wall seconds
+    trials: list[dict[str, Any]] = field(default_factory=list)
+    table_s: float = 0.0  # simulated seconds of the trials (the table's wall seconds)
+    lookup_s: float = 0.0  # real seconds spent reading the table (not the method's time)
+    t0: float | None = None  # real time when the first trial started
+
+    def tick(self) -> float:
+        """The method's own time now: this process's CPU seconds (``clock="cpu"``: load
+        from other jobs on a shared machine does not count) or wall seconds."""
+        return time.process_time() if self.clock == "cpu" else time.perf_counter()
+
+    def trial_s(self, row: Mapping[str, Any]) -> float:
+        """A trial's seconds to the end of a rung, from the table."""
+        return float(row["cpu_s" if self.clock == "cpu" else "wall_s"])
+
+    def start(self) -> None:
+        """Start the clock (at the first trial: the method's one-off set-up, e.g. creating
+        its study, is not counted; every later proposal and decision is)."""
+        if self.t0 is None:
+            self.t0 = self.tick()
+
+    def now(self) -> float:
+        """Simulated seconds since the start: the method's own real time + the trials'."""
+        if self.t0 is None:
+            return 0.0
+        return (self.tick() - self.t0) - self.lookup_s + self.table_s
+
+    def decision_s(self) -> float:
+        return self.now() - self.table_s
+
+
+class BudgetSpent(KeyboardInterrupt):
+    """Raised by the table evaluator when the simulated budget is spent: the driver
+    treats it as Ctrl-C (the running trial is recorded as interrupted, the run ends)."""
+
+
+_CURRENT: list[Replay] = []  # the run the evaluator import paths answer for
+
+
+def _rows(rep: Replay, cid: str) -> list[dict[str, Any]]:
+    try:
+        return rep.table.results[(cid, rep.seed)]
+    except KeyError:
+        raise RuntimeError(f"configuration {cid} (seed {rep.seed}) is not in table "
+                           f"{rep.table.path}: the method proposed a configuration outside "
+                           "the table's space") from None
+
+
+def table_train(fusion: Any, train: Any, data: Any, *, rungs: Sequence[float],
+                report: Callable[[int, dict], Any], costs: Mapping[str, float] | None = None
+                ) -> Any:
+    """The evaluator's train function, answered from the table (``nas.train.train_proxy``'s
+    contract: ``report(i, metrics)`` after each rung, True stops)."""
+    from nas.search.searcher import config_key
+
+    rep = _CURRENT[-1]
+    rep.start()
+    t_in = rep.tick()
+    if rep.now() >= rep.budget_s:
+        raise BudgetSpent
+    cid = config_key(fusion, train)
+    rows = _rows(rep, cid)
+    if [round(r["epochs"], 6) for r in rows] != [round(float(x), 6) for x in rungs]:
+        raise RuntimeError(f"rungs {list(rungs)} differ from the table's "
+                           f"{[r['epochs'] for r in rows]}")
+    in_report = 0.0
+    stopped, last = False, rows[0]
+    for i, r in enumerate(rows):
+        last = r
+        t_r = rep.tick()
+        go = report(i, dict(r["metrics"]))
+        in_report += rep.tick() - t_r
+        if go is True and i < len(rows) - 1:
+            stopped = True
+            break
+    rep.lookup_s += (rep.tick() - t_in) - in_report
+    return _finish_trial(rep, cid, last, stopped, len(rows))
+
+
+def _finish_trial(rep: Replay, cid: str, last: Mapping[str, Any], stopped: bool,
+                  n_rungs: int) -> Any:
+    """Advance the clock by the trial's table seconds and record it."""
+    if rep.now() + rep.trial_s(last) > rep.budget_s:
+        # the trial would end after the budget: it does not count (cut off)
+        rep.table_s += max(0.0, rep.budget_s - rep.now())
+        raise BudgetSpent
+    rep.table_s += rep.trial_s(last)
+    full = not stopped and last["rung"] == n_rungs - 1
+    cfg = rep.table.configs[cid]
+    rep.trials.append({"config_id": cid, "rung": int(last["rung"]), "full": full,
+                       "recall": float(last["recall"]), "trial_s": rep.trial_s(last),
+                       "epochs": float(last["epochs"]), "query_gflops": cfg["query_gflops"],
+                       "t_end": rep.now(), "decision_s": rep.decision_s()})
+    return SimpleNamespace(metrics=dict(last["metrics"]), costs=dict(cfg["costs"]),
+                           gate_stats={}, epochs=float(last["epochs"]), stopped=stopped,
+                           wall_s=float(last["wall_s"]), history=[])
+
+
+_DATA: dict[str, Any] = {}
+
+
+def table_data(spec: str) -> Any:
+    """The evaluator's data loader: the real data (its shapes set the model's input dims),
+    loaded once per process."""
+    from nas.data import load_data
+
+    if spec not in _DATA:
+        _DATA[spec] = load_data(spec)
+    return _DATA[spec]
+
+
+def table_costs(fusion: Any, shapes: Any = None, gallery: int = 1000,
+                measure_latency: bool = False, **kw: Any) -> dict[str, float]:
+    """The evaluator's cost function: the table's ``estimate_costs`` figures (computed by
+    the build with the same call the search makes); the real function for anything the
+    table does not hold (e.g. another gallery size)."""
+    from nas.cost import estimate_costs
+
+    if gallery == 1000 and not measure_latency and not kw and _CURRENT:
+        hit = _CURRENT[-1].table.by_fusion().get(fusion.config_id)
+        if hit is not None:
+            return dict(hit["costs"])
+    return estimate_costs(fusion, shapes, gallery=gallery, measure_latency=measure_latency, **kw)
+
+
+# ----------------------------------------------------------------------------- methods
+
+def _run_driver(method: str, rep: Replay, space_path: str, data_spec: str, seed: int,
+                workdir: str, trials: int) -> None:
+    """tool / tool_nows / random / tpe / moasha_random through ``run_search``."""
+    from bench_search import create_baseline_study
+
+    from nas.search.driver import SearchOptions, run_search
+    from nas.search.evaluator import EvaluatorSpec
+    from nas.search.space import load_space
+    from nas.search.searcher import SearchExhausted
+
+    storage = f"sqlite:///{workdir}/{method}_{seed}.db"
+    name = f"{method}_{seed}"
+    if method != "tool":
+        create_baseline_study(storage, name, load_space(space_path))  # no warm start
+    sampler = {"tool": "tpe", "tool_nows": "tpe", "random": "random", "tpe": "tpe",
+               "moasha_random": "random"}[method]
+    prune = method in ("tool", "tool_nows", "moasha_random")
+    ev = EvaluatorSpec("tabular_replay:table_train", "tabular_replay:table_data",
+                       "tabular_replay:table_costs")
+    opts = SearchOptions(space=space_path, study=name, storage=storage, data=data_spec,
+                         trials=trials, sampler=sampler, seed=seed,
+                         prune=prune, evaluator=ev, executor="local", quiet=True)
+    try:
+        run_search(opts, out=io.StringIO())
+    except SearchExhausted:
+        pass  # the sampler keeps proposing trained configurations: the run ends here
+
+
+def _run_ray(rep: Replay, space: Any, shapes: Any, seed: int) -> None:
+    """Ray Tune's stock OptunaSearch + ASHAScheduler, driven as Tune's controller does."""
+    import numpy as np
+    import optuna
+    from optuna.distributions import CategoricalDistribution, IntDistribution
+    from ray.tune.schedulers import ASHAScheduler, TrialScheduler
+    from ray.tune.search.optuna import OptunaSearch
+
+    from nas.data import model_inputs
+    from nas.search.searcher import config_key
+    from nas.search.space import InvalidCombination
+
+    over = model_inputs(shapes)
+
+    def define(trial: Any) -> dict[str, Any]:
+        def suggest(name: str, dist: Any) -> Any:
+            if isinstance(dist, CategoricalDistribution):
+                return trial.suggest_categorical(name, dist.choices)
+            if isinstance(dist, IntDistribution):
+                return trial.suggest_int(name, dist.low, dist.high, step=dist.step)
+            return trial.suggest_float(name, dist.low, dist.high, step=dist.step, log=dist.log)
+        try:
+            _, f, t = space.suggest(suggest, over)
+        except InvalidCombination:
+            return {"config_id": None}
+        return {"config_id": config_key(f, t)}
+
+    n_rungs = len(rep.table.rungs)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    searcher = OptunaSearch(space=define, metric=["recall", "query_gflops"],
+                            mode=["max", "min"], sampler=optuna.samplers.TPESampler(seed=seed))
+    sched = ASHAScheduler(time_attr="training_iteration", metric="recall", mode="max",
+                          max_t=n_rungs, grace_period=1, reduction_factor=rep.table.meta["eta"])
+    np.random.seed(seed)  # ASHAScheduler draws the bracket with numpy's global RNG
+    i = 0
+    while True:
+        if rep.now() >= rep.budget_s:
+            return
+        tid = f"t{i:05d}"
+        i += 1
+        rep.start()
+        cfg = searcher.suggest(tid)
+        trial = SimpleNamespace(trial_id=tid)
+        cid = cfg.get("config_id")
+        if cid is None:  # an invalid combination errors in Tune before any result
+            searcher.on_trial_complete(tid, None, error=True)
+            continue
+        sched.on_trial_add(None, trial)
+        t_look = rep.tick()
+        rows = _rows(rep, cid)
+        rep.lookup_s += rep.tick() - t_look
+        q = rep.table.configs[cid]["query_gflops"]
+        last, stopped, result = rows[0], False, {}
+        for k, r in enumerate(rows):
+            last = r
+            result = {"training_iteration": k + 1, "recall": r["recall"], "query_gflops": q}
+            searcher.on_trial_result(tid, result)
+            if sched.on_trial_result(None, trial, result) == TrialScheduler.STOP:
+                stopped = k < n_rungs - 1
+                break
+        try:
+            _finish_trial(rep, cid, last, stopped, n_rungs)
+        except BudgetSpent:
+            return
+        searcher.on_trial_complete(tid, result)
+        sched.on_trial_complete(None, trial, result)
+
+
+def replay_method(method: str, table: Any, space_path: str, seed: int, budget_s: float,
+                  workdir: str, clock: str = "cpu", trials: int | None = None,
+                  table_seed: int | None = None) -> Replay:
+    """One seed of one method; returns the run (its trials and clock).
+
+    ``seed`` seeds the method (its sampler); the table's training seed ``table_seed``
+    answers (default: the table's seeds in turn, ``seed`` modulo their number).
+    ``trials``: the driver's ``--trials`` (default: every configuration of the table; the
+    budget ends the run first). The driver's study stays in ``workdir``.
+    """
+    from nas.search.space import load_space
+
+    if method not in METHODS:
+        raise MethodError(f"--methods: unknown method {method!r}; choose from "
+                          f"{', '.join(METHODS)}")
+    n_seeds = len(table.seeds)
+    rep = Replay(table, seed=table.seeds[seed % n_seeds] if table_seed is None else table_seed,
+                 budget_s=budget_s, clock=clock)
+    _CURRENT.append(rep)
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if method == "ray":
+                space = load_space(space_path)
+                _run_ray(rep, space, table_data(table.meta["data"]).shapes, seed)
+            else:
+                try:
+                    _run_driver(method, rep, space_path, table.meta["data"], seed, workdir,
+                                trials or len(table.configs))
+                except BudgetSpent:
+                    pass
+    finally:
+        _CURRENT.pop()
+    return rep
+
+
+# ----------------------------------------------------------------------------- checks
+
+def check_table(table_path: str, space_path: str) -> Any:
+    """Open the table and check it was built from this space (TableError otherwise)."""
+    from tabular_table import TableError, enumerate_space, open_table, space_hash
+
+    from nas.search.space import load_space
+
+    table = open_table(table_path)
+    space = load_space(space_path)
+    data = table_data(table.meta["data"])
+    h = space_hash(enumerate_space(space, data.shapes), space.proxy.rungs(), table.meta["data"])
+    if h != table.meta["space_hash"]:
+        raise TableError(f"table {table_path}: built from another space (hash "
+                         f"{table.meta['space_hash']}, space {table.meta.get('space_name')!r});"
+                         f" --space {space_path} enumerates {h}")
+    if not table.seeds:
+        raise TableError(f"table {table_path}: no seed is complete yet (resume the build)")
+    return table
+
+
+# ----------------------------------------------------------------------------- analysis
+
+def run_curve(rep: Replay, ref: Sequence[float]) -> list[dict[str, float]]:
+    """Hypervolume after each trial against simulated time (``compute_s``)."""
+    from bench_search import hv_of
+
+    out, pts = [], []
+    for t in rep.trials:
+        if t["full"]:
+            pts.append((t["recall"], t["query_gflops"]))
+        out.append({"compute_s": t["t_end"], "hv": hv_of(pts, ref)})
+    return out
+
+
+def _median_iqr(xs: Sequence[float]) -> str:
+    from common import summary
+
+    s = summary(xs)
+    if not s["n"]:
+        return "-"
+    return f"{s['median']:.3g} [{s['q1']:.3g}-{s['q3']:.3g}]"
+
+
+def analyse(curves: Mapping[str, list[list[dict]]], fractions: Sequence[float]
+            ) -> dict[str, Any]:
+    """Per method: the share of random search's final compute at which it first reaches
+    random search's final hypervolume (per seed: against the random run of the same seed),
+    and the hypervolume after each fraction of random search's final compute (per seed)."""
+    from bench_search import hv_at, reach_fraction
+
+    out: dict[str, Any] = {}
+    rand = curves.get("random")
+    for m, cs in curves.items():
+        res: dict[str, Any] = {"final_hv": [c[-1]["hv"] if c else 0.0 for c in cs]}
+        if rand:
+            res["reach"] = [reach_fraction(c, r) if r else math.nan for c, r in zip(cs, rand)]
+            res["hv_at"] = {f: [hv_at(c, f * r[-1]["compute_s"]) if r else math.nan
+                                for c, r in zip(cs, rand)] for f in fractions}
+        out[m] = res
+    return out
+
+
+def format_results(res: Mapping[str, Any], runs: Mapping[str, list[Replay]],
+                   fractions: Sequence[float]) -> str:
+    """The printed tables: median [IQR] over seeds."""
+    lines = ["| method | trials | full budget | decision s / run | final hv | reaches random's"
+             " final hv at (share of its compute) | seeds reaching it |", "|---" * 7 + "|"]
+    for m, r in res.items():
+        reps = runs[m]
+        reach = r.get("reach") or []
+        finite = [x for x in reach if math.isfinite(x)]
+        # never reaching counts as +inf: the median is over all seeds
+        med = statistics.median(reach) if reach else math.nan
+        s = sorted(reach)
+        q1 = s[len(s) // 4] if s else math.nan
+        q3 = s[(3 * len(s)) // 4] if s else math.nan
+        reach_txt = "-" if m == "random" or not reach else (
+            f"{med:.0%} [{q1:.0%}-{q3:.0%}]".replace("inf%", "never"))
+        lines.append(
+            f"| {m} | {_median_iqr([len(x.trials) for x in reps])} | "
+            f"{_median_iqr([sum(t['full'] for t in x.trials) for x in reps])} | "
+            f"{_median_iqr([x.trials[-1]['decision_s'] if x.trials else 0 for x in reps])} | "
+            f"{_median_iqr(r['final_hv'])} | {reach_txt} | "
+            f"{'-' if m == 'random' else f'{len(finite)}/{len(reach)}'} |")
+    lines += ["", "median [IQR] hypervolume after a share of random search's final compute "
+              "(same seed):", "| method | " + " | ".join(f"{f:.0%}" for f in fractions) + " |",
+              "|---" * (len(fractions) + 1) + "|"]
+    for m, r in res.items():
+        if "hv_at" in r:
+            lines.append(f"| {m} | " + " | ".join(_median_iqr(r["hv_at"][f])
+                                                    for f in fractions) + " |")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- CLI
+
+def add_replay_args(ap: Any, default_table: str, default_space: str) -> None:
+    ap.add_argument("--table", default=default_table, help="the table file (SQLite)")
+    ap.add_argument("--space", default=default_space,
+                    help="the sub-space the table was built from (checked by its hash)")
+    ap.add_argument("--methods", default=",".join(METHODS),
+                    help=f"comma-separated, from: {', '.join(METHODS)}")
+    ap.add_argument("--seeds", type=int, default=50, help="replay seeds 0..N-1 (default 50)")
+    ap.add_argument("--budget-trials", type=float, default=24.0,
+                    help="simulated budget per run, in mean full-budget trials of the table "
+                         "(default 24)")
+    ap.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
+                    help="simulated seconds: the table's CPU seconds and the method's own CPU "
+                         "time (default; robust to other jobs on a shared machine), or wall "
+                         "seconds for both")
+    ap.add_argument("--out", default=None, metavar="JSON",
+                    help="figures as JSON (default bench/results/tabular_replay.json)")
+
+
+def main_replay(args: Any) -> int:
+    from common import RESULTS, machine_info, print_machine, write_json
+
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    bad = [m for m in methods if m not in METHODS]
+    if bad or not methods:
+        raise MethodError(f"--methods: unknown method {bad[0] if bad else args.methods!r}; "
+                          f"choose from {', '.join(METHODS)}")
+    if args.seeds < 1 or args.budget_trials <= 0:
+        raise UserError("--seeds and --budget-trials must be positive")
+    table = check_table(args.table, args.space)
+    import signal
+
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM = Ctrl-C: report
+    info = machine_info()
+    print_machine(info)
+    key = "cpu_s" if args.clock == "cpu" else "wall_s"
+    full_s = [rows[-1][key] for rows in table.results.values()]
+    budget = args.budget_trials * statistics.fmean(full_s)
+    qmax = max(c["query_gflops"] for c in table.configs.values())
+    ref = [0.0, 1.1 * qmax]
+    print(f"table {table.path}: {len(table.configs)} configurations, seeds {table.seeds}, "
+          f"rungs {table.rungs}; budget {budget:.1f} simulated s per run ({args.budget_trials:g}"
+          f" x mean full-budget trial {statistics.fmean(full_s):.2f} s, clock {args.clock}); "
+          f"hv reference {ref}",
+          flush=True)
+    fractions = (0.1, 0.25, 0.5, 1.0)
+    runs: dict[str, list[Replay]] = {m: [] for m in methods}
+    workdir = tempfile.mkdtemp(prefix="tabular-replay-")
+    t0 = time.monotonic()
+    interrupted = False
+    try:
+        # seed-major: every method of seed s before seed s + 1, so an interrupted replay
+        # (Ctrl-C, SIGTERM) still reports every completed seed of every method
+        for s in range(args.seeds):
+            for m in methods:
+                runs[m].append(replay_method(m, table, args.space, s, budget, workdir,
+                                             clock=args.clock))
+                for f in Path(workdir).iterdir():
+                    f.unlink() if f.is_file() else shutil.rmtree(f, ignore_errors=True)
+            print(f"seed {s}: " + ", ".join(
+                f"{m} {len(runs[m][-1].trials)} trials" for m in methods)
+                + f" ({time.monotonic() - t0:.0f} s real time)", flush=True)
+    except KeyboardInterrupt:
+        interrupted = True
+        n = min(len(v) for v in runs.values())
+        runs = {m: v[:n] for m, v in runs.items()}
+        print(f"interrupted: reporting the {n} seeds every method completed", flush=True)
+        if not n:
+            return 130
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    curves = {m: [run_curve(r, ref) for r in rs] for m, rs in runs.items()}
+    res = analyse(curves, fractions)
+    print("\n" + format_results(res, runs, fractions))
+    out = args.out or str(RESULTS / "tabular_replay.json")
+    write_json(out, {"machine": info, "table": table.path, "space_hash":
+                     table.meta["space_hash"], "budget_s": budget, "hv_reference": ref,
+                     "seeds": len(runs[methods[0]]), "interrupted": interrupted,
+                     "clock": args.clock, "methods": {m: {
+                         "label": METHODS[m], **res[m],
+                         "trials": [r.trials for r in runs[m]]} for m in methods},
+                     "wall_s": time.monotonic() - t0})
+    print(f"json: {out}\nwall: {time.monotonic() - t0:.0f} s")
+    return 0
