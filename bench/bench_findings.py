@@ -6,14 +6,16 @@
 
 Reads a study written by ``nas search``: the front point (``--point``, the knee by default,
 as ``nas verdict`` picks it) and the warm start's first configuration (user attr
-``warm_start`` = ``avigate (text-agnostic baseline)``: text-agnostic gates ``gate_inputs: va``, no query fusion, at
-the space's base sizes). Trains both with ``nas.train.Trainer`` for the study's full budget
-(the epochs of a full-budget trial), with each trial's own training settings, once per seed
+``warm_start`` = ``avigate (text-agnostic baseline)``: text-agnostic gates
+``gate_inputs: va``, no query fusion, at the space's base sizes). Trains both with
+``nas.train.Trainer`` for the study's full budget (the epochs of a full-budget trial), with each trial's own training settings, once per seed
 (``seed``, ``seed + 1``, ... like ``nas verdict``), on the study's data (or ``--data``), and
 scores each trained model on the TEST split (never seen by the search, which ranked on
 val) and on val. Prints per seed and mean ± std (sample std over seeds) of t2v recall
-(R@1+R@5+R@10), R@1 and the paired difference knee - AVIGATE with a 90 % t-interval, and
-the costs of both. Single process, ``nice`` it on a shared machine.
+(R@1+R@5+R@10), R@1 and the paired difference point - AVIGATE with a 90 % t-interval, and
+the costs of both. ``--cache FILE`` records each run and reuses recorded ones, so
+``--arms avigate`` can train one side while the search still runs. Single process,
+``nice`` it on a shared machine.
 """
 
 from __future__ import annotations
@@ -28,9 +30,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import add_out_arg, machine_info, print_machine, write_json  # noqa: E402
-
-METRICS = ("recall", "t2v_r1", "t2v_r5", "t2v_r10", "t2v_mdr")
+from common import add_out_arg, machine_info, print_machine, write_json
 
 
 def _avigate_trial(study: Any) -> Any:
@@ -138,11 +138,12 @@ def main() -> None:
     cache = Path(a.cache) if a.cache else None
     print(f"study {a.study!r}, data {data_spec!r} (test: {data.test.n_clips} clips, "
           f"{data.test.n_texts} captions), {epochs:g} epochs, seeds {a.seeds}")
+    label = {"knee": "knee" if a.point == "knee" else "point", "avigate": "avigate"}
     for name, (t, f, tr) in arms.items():
         c = estimate_costs(f, data.shapes, gallery=1000)
         state = t.state.name + ("" if t.values is None else
                                 " " + ", ".join(f"{v:.4g}" for v in t.values))
-        print(f"  {name:8s} trial {t.number} ({state}): {f.config_id}; "
+        print(f"  {label[name]:8s} trial {t.number} ({state}): {f.config_id}; "
               f"query {c['query_gflops']:.3g} GFLOPs, index {c['index_gflops']:.3g} GFLOPs, "
               f"params {c['params']:.0f}; text_conditioned={getattr(f, 'text_conditioned', '?')}")
     res: dict[str, list[dict[str, Any]]] = {k: [] for k in arms}
@@ -150,7 +151,8 @@ def main() -> None:
         for name, (_, f, tr) in arms.items():
             r = _cached_run(cache, f, tr.replace(seed=tr.seed + i), data, data_spec, epochs)
             res[name].append(r)
-            print(f"{'(reused) ' if r.get('reused') else ''}seed {tr.seed + i} {name:8s}: test recall {r['test']['recall']:6.2f} "
+            print(f"{'(reused) ' if r.get('reused') else ''}seed {tr.seed + i} {label[name]:8s}: "
+                  f"test recall {r['test']['recall']:6.2f} "
                   f"(R@1 {r['test']['t2v_r1']:5.2f}), val recall {r['val']['recall']:6.2f} "
                   f"[{r['wall_s']:.0f} s]", flush=True)
     if len(arms) < 2:
@@ -158,7 +160,7 @@ def main() -> None:
     print(f"\nmean ± std over {a.seeds} seeds ({epochs:g} epochs each):")
     print(f"{'':10s}{'test recall':>18s}{'test R@1':>18s}{'val recall':>18s}")
     for name in arms:
-        print(f"{name:10s}{_ms([r['test']['recall'] for r in res[name]]):>18s}"
+        print(f"{label[name]:10s}{_ms([r['test']['recall'] for r in res[name]]):>18s}"
               f"{_ms([r['test']['t2v_r1'] for r in res[name]]):>18s}"
               f"{_ms([r['val']['recall'] for r in res[name]]):>18s}")
     out: dict[str, Any] = {"machine": info, "study": a.study, "data": data_spec,
@@ -169,8 +171,8 @@ def main() -> None:
         d = [k[split][key] - v[split][key] for k, v in zip(res["knee"], res["avigate"])]
         iv = paired_interval(d)
         out[f"diff_{split}_{key}"] = {"mean": iv.mean, "lo": iv.lo, "hi": iv.hi, "n": iv.n}
-        print(f"knee - avigate, {split} {key}: {iv.mean:+.2f} [90 %: {iv.lo:+.2f}, {iv.hi:+.2f}]"
-              f" over {iv.n} paired seeds")
+        print(f"{label['knee']} - avigate, {split} {key}: {iv.mean:+.2f} "
+              f"[90 %: {iv.lo:+.2f}, {iv.hi:+.2f}] over {iv.n} paired seeds")
     print(f"load at end: {tuple(round(x, 1) for x in out['load_at_end'])}")
     if a.out:
         write_json(a.out, out)
