@@ -8,7 +8,8 @@ Reads a study written by ``nas search``: the front point (``--point``, the knee 
 as ``nas verdict`` picks it) and the warm start's first configuration (user attr
 ``warm_start`` = ``avigate (text-agnostic baseline)``: text-agnostic gates
 ``gate_inputs: va``, no query fusion, at the space's base sizes). Trains both with
-``nas.train.Trainer`` for the study's full budget (the epochs of a full-budget trial), with each trial's own training settings, once per seed
+``nas.train.Trainer`` for the study's full budget (the epochs of a full-budget trial), with
+each trial's own training settings, once per seed
 (``seed``, ``seed + 1``, ... like ``nas verdict``), on the study's data (or ``--data``), and
 scores each trained model on the TEST split (never seen by the search, which ranked on
 val) and on val. Prints per seed and mean ± std (sample std over seeds) of t2v recall
