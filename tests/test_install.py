@@ -106,6 +106,8 @@ def test_readme_comment_parsing():
 def at_quick_size(cmd: str) -> str:
     if cmd == "nas search":
         return "nas search --space quick"
+    if cmd.startswith("nas verdict"):  # two variants, two seeds: the whole command, smaller
+        return f"{cmd} --seeds 2 --variants text_guidance,layer_decay"
     cmd = cmd.replace("--epochs 30", "--epochs 1")
     return cmd.replace("--seeds 3", "--seeds 1 --epochs 0.5")
 
