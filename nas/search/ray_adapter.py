@@ -212,7 +212,10 @@ class _Scheduler(FIFOScheduler):
     def on_trial_error(self, tune_controller: Any, trial: Any) -> None:
         """The trial's worker failed for good (retries used up): keep the reason for the
         searcher, which Tune calls next (``on_trial_complete(error=True)``)."""
-        self.searcher.errors.setdefault(trial.trial_id, _worker_error(trial))
+        kept = self.searcher.errors.get(trial.trial_id, "")
+        if not kept.startswith("exceeded --trial-timeout"):  # the timeout's reason stays;
+            # any other is replaced by the last attempt's (its count of attempts is final)
+            self.searcher.errors[trial.trial_id] = _worker_error(trial)
         self.searcher.retries[trial.trial_id] = max(0, int(trial.num_failures) - 1)
 
     def on_trial_result(self, tune_controller: Any, trial: Any, result: dict[str, Any]) -> str:

@@ -95,7 +95,24 @@ class RayCluster:
                            "--include-dashboard=false", "--dashboard-port", str(free_port()))
 
     def worker(self, cpus: int = 1) -> int:
-        return self._start(cpus, "--address", self.address)
+        pid = self._start(cpus, "--address", self.address)
+        self.wait_nodes(len(self.groups))
+        return pid
+
+    def wait_nodes(self, n: int, timeout: float = 120.0) -> None:
+        """Until the head counts ``n`` live nodes: `ray start` returns before a new node's
+        resources are registered, and a search started then would see the head alone."""
+        code = ("import sys, time, ray\n"
+                f"ray.init(address={self.address!r}, logging_level='ERROR', log_to_driver=False)\n"
+                f"deadline = time.monotonic() + {timeout}\n"
+                "while time.monotonic() < deadline:\n"
+                "    alive = sum(1 for x in ray.nodes() if x['Alive'])\n"
+                f"    if alive >= {n}: sys.exit(0)\n"
+                "    time.sleep(0.5)\n"
+                "sys.exit(f'{alive} live node(s)')\n")
+        r = subprocess.run([sys.executable, "-c", code], env=nas_env(), capture_output=True,
+                           text=True, timeout=timeout + 60)
+        assert r.returncode == 0, f"waiting for {n} Ray nodes: {r.stderr[-2000:]}"
 
     def kill(self, node: int) -> None:
         assert kill_session(node), f"no process left in node {node}'s session"
