@@ -76,6 +76,7 @@ class RayCluster:
         self.address = f"127.0.0.1:{self.port}"
         self.groups: list[int] = []
         self.dirs: list[str] = []
+        self.cpus = 0  # CPUs of the nodes started so far
 
     def _start(self, cpus: int, *args: str) -> int:
         d = tempfile.mkdtemp(prefix="rn", dir="/tmp")  # Ray's socket paths must stay short
@@ -85,6 +86,7 @@ class RayCluster:
                               "--dashboard-agent-listen-port", str(free_port())],
                              env=nas_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                              text=True, start_new_session=True)
+        self.cpus += cpus
         self.groups.append(p.pid)  # the group of everything this `ray start` leaves running
         out, _ = p.communicate(timeout=180)
         assert p.returncode == 0, out[-3000:]
@@ -107,9 +109,10 @@ class RayCluster:
                 f"deadline = time.monotonic() + {timeout}\n"
                 "while time.monotonic() < deadline:\n"
                 "    alive = sum(1 for x in ray.nodes() if x['Alive'])\n"
-                f"    if alive >= {n}: sys.exit(0)\n"
+                "    cpus = ray.cluster_resources().get('CPU', 0)\n"
+                f"    if alive >= {n} and cpus >= {self.cpus}: sys.exit(0)\n"
                 "    time.sleep(0.5)\n"
-                "sys.exit(f'{alive} live node(s)')\n")
+                "sys.exit(f'{alive} live node(s), {cpus} CPU(s)')\n")
         r = subprocess.run([sys.executable, "-c", code], env=nas_env(), capture_output=True,
                            text=True, timeout=timeout + 60)
         assert r.returncode == 0, f"waiting for {n} Ray nodes: {r.stderr[-2000:]}"
