@@ -394,7 +394,7 @@ def _trial_name(trial: Any) -> str:
     return f"trial_{number}_{trial.trial_id}"
 
 
-def _init_ray(opts: RayOptions) -> bool:
+def init_ray(opts: RayOptions) -> bool:
     """Start a local Ray (or connect with --address); True when this call started it."""
     if ray.is_initialized():
         return False
@@ -422,7 +422,7 @@ def run_tune(core: AskTellSearcher, asha: MOASHA, evaluator: EvaluatorSpec, data
              trial_timeout_s: float | None = None) -> None:
     """Run trials on Ray Tune until the searcher has nothing more to ask (or ``halt``
     says why no new trial should start). Raises ``Abort`` when the Ray head is lost."""
-    started = _init_ray(opts)
+    started = init_ray(opts)
     workdir = tempfile.mkdtemp(prefix="nas-tune-")
     lost = "driver stopped: Ray head lost"
     watch = _HeadWatch(opts.address, lambda: core.abandon(lost)).start() \

@@ -12,7 +12,6 @@ With ``nas/search/ray_adapter.py`` this is the only module that imports Ray.
 from __future__ import annotations
 
 import os
-import tempfile
 from typing import Any, Callable, Sequence
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
@@ -21,6 +20,7 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 import ray  # noqa: E402
 
 from nas.search.evaluator import RayOptions, import_object  # noqa: E402
+from nas.search.ray_adapter import init_ray  # noqa: E402
 
 __all__ = ["run_calls"]
 
@@ -30,25 +30,13 @@ def _call(fn_path: str, payload: dict[str, Any]) -> Any:
     return import_object(fn_path)(payload)
 
 
-def _start(opts: RayOptions) -> bool:
-    """Connect to ``opts.address`` or start a local Ray; True when this call started it."""
-    if ray.is_initialized():
-        return False
-    if opts.address:
-        ray.init(address=opts.address, log_to_driver=False)
-    else:
-        ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False, log_to_driver=False,
-                 _temp_dir=tempfile.mkdtemp(prefix="nv", dir="/tmp"), configure_logging=False)
-    return True
-
-
 def run_calls(fn_path: str, payloads: Sequence[dict[str, Any]], opts: RayOptions,
               on_result: Callable[[int, Any, str | None], None],
               on_start: Callable[[int], None] | None = None) -> None:
     """Call ``fn_path(payload)`` for every payload on Ray; ``on_result(index, result, None)``
     for each that returns, ``on_result(index, None, reason)`` for one whose task or worker
     failed. Ctrl-C cancels what is still running and re-raises."""
-    started = _start(opts)
+    started = init_ray(opts)
     try:
         cpus = float(ray.cluster_resources().get("CPU", 1))
         limit = opts.concurrency or max(1, int(cpus // max(opts.cpus_per_trial, 1e-9)))
