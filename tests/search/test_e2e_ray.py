@@ -112,7 +112,13 @@ def test_resume_after_sigkill(tmp_path: Path) -> None:
     assert not [t for t in study.trials if t.state == TrialState.RUNNING]
     for n in left_running:
         t = study.trials[n]
-        assert t.state == TrialState.FAIL and t.user_attrs["fail_reason"] == "driver crashed"
-        assert any(x.user_attrs.get("requeued_from") == n for x in study.trials)
+        assert t.state == TrialState.FAIL
+        reason = t.user_attrs["fail_reason"]
+        requeued = any(x.user_attrs.get("requeued_from") == n for x in study.trials)
+        if reason == "driver crashed":  # sampled before the kill: it runs again
+            assert requeued
+        else:  # killed between create_trial and the end of sampling: nothing to redo
+            assert reason.startswith("driver crashed (before its configuration was sampled")
+            assert not requeued
     done, _ = _count(url, "r")
     assert done == 8
