@@ -60,7 +60,7 @@ def size(s: str) -> float:
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``nas search``."""
     from nas.search.objectives import DEFAULT_OBJECTIVES, OBJECTIVES
-    from nas.search.searcher import SAMPLERS
+    from nas.search.sampler import SAMPLERS
 
     p = subparsers.add_parser(
         "search", help="search the fusion design space (Optuna + Ray Tune) into studies.db",

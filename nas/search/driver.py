@@ -46,7 +46,8 @@ from nas.search.objectives import (DEFAULT_OBJECTIVES, Objective, parse_limits,
                                    parse_objectives)
 from nas.search.pareto import pareto_front, study_hypervolume
 from nas.search.scheduler import MOASHA
-from nas.search.searcher import AskTellSearcher, make_sampler, requeue
+from nas.search.sampler import make_sampler
+from nas.search.searcher import AskTellSearcher, requeue
 from nas.search.space import ProxyBudget, SearchSpace, load_space
 from nas.search.storage import Abort, StorageGuard
 

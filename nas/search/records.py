@@ -6,7 +6,7 @@ are PRUNED; failed, infeasible and duplicate trials are FAIL with ``status`` and
 through the storage API, because ``Trial.report`` refuses multi-objective studies while
 the storage itself accepts them.
 
-What the sampler learns from (see ``searcher.LearningSampler``) is kept apart in system
+What the sampler learns from (see ``sampler.LearningSampler``) is kept apart in system
 attributes: ``nas:learn_values`` (objective values to present for a stopped or infeasible
 trial) and Optuna's own ``constraints`` key (cost-limit violations).
 """

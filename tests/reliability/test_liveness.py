@@ -12,7 +12,8 @@ from optuna.trial import TrialState
 from nas.search.driver import _data_overrides
 from nas.search.liveness import DRIVER_KEY, DriverRegistry
 from nas.search.objectives import parse_objectives
-from nas.search.searcher import AskTellSearcher, make_sampler
+from nas.search.sampler import make_sampler
+from nas.search.searcher import AskTellSearcher
 from nas.search.space import load_space
 from nas.search.testing import fake_estimate_costs, fake_load_data
 

@@ -15,7 +15,8 @@ from nas.errors import UserError
 from nas.search import pareto_front
 from nas.search.driver import SearchOptions, run_search
 from nas.search.evaluator import EvaluatorSpec
-from nas.search.searcher import SearchExhausted, StudyView, make_sampler
+from nas.search.sampler import StudyView, make_sampler
+from nas.search.searcher import SearchExhausted
 from nas.search.testing import fake_estimate_costs, fake_load_data, fake_quality
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
