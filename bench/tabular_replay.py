@@ -45,17 +45,28 @@ import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from nas.errors import UserError  # noqa: E402
+from nas.errors import UserError
 
-__all__ = ["METHODS", "MethodError", "Replay", "replay_method", "check_table",
-           "table_train", "table_data", "table_costs", "main_replay", "add_replay_args"]
+__all__ = [
+    "METHODS",
+    "MethodError",
+    "Replay",
+    "add_replay_args",
+    "check_table",
+    "main_replay",
+    "replay_method",
+    "table_costs",
+    "table_data",
+    "table_train",
+]
 
 METHODS = {
     "tool": "the tool: TPE (learning view) + MO-ASHA + warm start",
@@ -173,6 +184,7 @@ def _finish_trial(rep: Replay, cid: str, last: Mapping[str, Any], stopped: bool,
     rep.trials.append({"config_id": cid, "rung": int(last["rung"]), "full": full,
                        "recall": float(last["recall"]), "trial_s": rep.trial_s(last),
                        "epochs": float(last["epochs"]), "query_gflops": cfg["query_gflops"],
+                       "index_gflops": float(cfg["costs"].get("index_gflops", math.nan)),
                        "t_end": rep.now(), "decision_s": rep.decision_s()})
     return SimpleNamespace(metrics=dict(last["metrics"]), costs=dict(cfg["costs"]),
                            gate_stats={}, epochs=float(last["epochs"]), stopped=stopped,
@@ -215,8 +227,8 @@ def _run_driver(method: str, rep: Replay, space_path: str, data_spec: str, seed:
 
     from nas.search.driver import SearchOptions, run_search
     from nas.search.evaluator import EvaluatorSpec
-    from nas.search.space import load_space
     from nas.search.searcher import SearchExhausted
+    from nas.search.space import load_space
 
     storage = f"sqlite:///{workdir}/{method}_{seed}.db"
     name = f"{method}_{seed}"
@@ -366,16 +378,45 @@ def check_table(table_path: str, space_path: str) -> Any:
 
 # ----------------------------------------------------------------------------- analysis
 
-def run_curve(rep: Replay, ref: Sequence[float]) -> list[dict[str, float]]:
-    """Hypervolume after each trial against simulated time (``compute_s``)."""
-    from bench_search import hv_of
+HV_COLUMNS = {2: ("recall", "query_gflops"), 3: ("recall", "query_gflops", "index_gflops")}
 
+
+def hv_reference(table: Any, dims: int) -> list[float]:
+    """Recall 0 and 1.1 x the largest cost of each cost objective in the table."""
+    return [0.0] + [1.1 * max(float(c["costs"][k]) for c in table.configs.values())
+                    for k in HV_COLUMNS[dims][1:]]
+
+
+def run_curve(rep: Replay, ref: Sequence[float]) -> list[dict[str, float]]:
+    """Hypervolume after each trial against simulated time (``compute_s``): of the
+    full-budget front of (recall max, query_gflops min) with a 2-entry ``ref``, and of
+    (recall, query_gflops, index_gflops), the tool's default objectives, with 3 entries."""
+    import numpy as np
+
+    from nas.search import hypervolume
+
+    cols = HV_COLUMNS[len(ref)]
     out, pts = [], []
     for t in rep.trials:
         if t["full"]:
-            pts.append((t["recall"], t["query_gflops"]))
-        out.append({"compute_s": t["t_end"], "hv": hv_of(pts, ref)})
+            pts.append([-t["recall"], *(t[k] for k in cols[1:])])
+        hv = hypervolume(np.array(pts, dtype=float), [-ref[0], *ref[1:]]) if pts else 0.0
+        out.append({"compute_s": t["t_end"], "hv": float(hv)})
     return out
+
+
+def bootstrap_median(xs: Sequence[float], level: float = 0.9, n: int = 2000,
+                     seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of the median (inf values allowed: "never")."""
+    import numpy as np
+
+    a = np.asarray([x for x in xs if not math.isnan(x)], dtype=float)
+    if not len(a):
+        return math.nan, math.nan
+    rng = np.random.default_rng(seed)
+    meds = np.median(a[rng.integers(0, len(a), size=(n, len(a)))], axis=1)
+    lo, hi = np.quantile(meds, [(1 - level) / 2, (1 + level) / 2], method="lower")
+    return float(lo), float(hi)
 
 
 def _median_iqr(xs: Sequence[float]) -> str:
@@ -409,8 +450,8 @@ def analyse(curves: Mapping[str, list[list[dict]]], fractions: Sequence[float]
 def format_results(res: Mapping[str, Any], runs: Mapping[str, list[Replay]],
                    fractions: Sequence[float]) -> str:
     """The printed tables: median [IQR] over seeds."""
-    lines = ["| method | trials | full budget | decision s / run | final hv | reaches random's"
-             " final hv at (share of its compute) | seeds reaching it |", "|---" * 7 + "|"]
+    lines = [("| method | trials | full budget | decision s / run | final hv | reaches random's"
+              " final hv at (share of its compute) | seeds reaching it |"), "|---" * 7 + "|"]
     for m, r in res.items():
         reps = runs[m]
         reach = r.get("reach") or []
@@ -420,16 +461,18 @@ def format_results(res: Mapping[str, Any], runs: Mapping[str, list[Replay]],
         s = sorted(reach)
         q1 = s[len(s) // 4] if s else math.nan
         q3 = s[(3 * len(s)) // 4] if s else math.nan
+        lo, hi = bootstrap_median(reach) if reach else (math.nan, math.nan)
         reach_txt = "-" if m == "random" or not reach else (
-            f"{med:.0%} [{q1:.0%}-{q3:.0%}]".replace("inf%", "never"))
+            f"{med:.0%} [{q1:.0%}-{q3:.0%}] (90% CI of median {lo:.0%}-{hi:.0%})"
+            .replace("inf%", "never"))
         lines.append(
             f"| {m} | {_median_iqr([len(x.trials) for x in reps])} | "
             f"{_median_iqr([sum(t['full'] for t in x.trials) for x in reps])} | "
             f"{_median_iqr([x.trials[-1]['decision_s'] if x.trials else 0 for x in reps])} | "
             f"{_median_iqr(r['final_hv'])} | {reach_txt} | "
             f"{'-' if m == 'random' else f'{len(finite)}/{len(reach)}'} |")
-    lines += ["", "median [IQR] hypervolume after a share of random search's final compute "
-              "(same seed):", "| method | " + " | ".join(f"{f:.0%}" for f in fractions) + " |",
+    lines += ["", ("median [IQR] hypervolume after a share of random search's final compute "
+                   "(same seed):"), "| method | " + " | ".join(f"{f:.0%}" for f in fractions) + " |",
               "|---" * (len(fractions) + 1) + "|"]
     for m, r in res.items():
         if "hv_at" in r:
@@ -477,12 +520,12 @@ def main_replay(args: Any) -> int:
     key = "cpu_s" if args.clock == "cpu" else "wall_s"
     full_s = [rows[-1][key] for rows in table.results.values()]
     budget = args.budget_trials * statistics.fmean(full_s)
-    qmax = max(c["query_gflops"] for c in table.configs.values())
-    ref = [0.0, 1.1 * qmax]
+    ref = hv_reference(table, 2)
+    ref3 = hv_reference(table, 3)
     print(f"table {table.path}: {len(table.configs)} configurations, seeds {table.seeds}, "
           f"rungs {table.rungs}; budget {budget:.1f} simulated s per run ({args.budget_trials:g}"
           f" x mean full-budget trial {statistics.fmean(full_s):.2f} s, clock {args.clock}); "
-          f"hv reference {ref}",
+          f"hv reference {ref} (2-D), {ref3} (3-D)",
           flush=True)
     fractions = (0.1, 0.25, 0.5, 1.0)
     runs: dict[str, list[Replay]] = {m: [] for m in methods}
@@ -516,13 +559,17 @@ def main_replay(args: Any) -> int:
         shutil.rmtree(workdir, ignore_errors=True)
     curves = {m: [run_curve(r, ref) for r in rs] for m, rs in runs.items()}
     res = analyse(curves, fractions)
-    print("\n" + format_results(res, runs, fractions))
+    print("\n2-D hypervolume (recall, query_gflops):\n" + format_results(res, runs, fractions))
+    curves3 = {m: [run_curve(r, ref3) for r in rs] for m, rs in runs.items()}
+    res3 = analyse(curves3, fractions)
+    print("\n3-D hypervolume (recall, query_gflops, index_gflops: the tool's default "
+          "objectives):\n" + format_results(res3, runs, fractions))
     out = args.out or str(RESULTS / "tabular_replay.json")
     write_json(out, {"machine": info, "table": table.path, "space_hash":
-                     table.meta["space_hash"], "budget_s": budget, "hv_reference": ref,
+                     table.meta["space_hash"], "budget_s": budget, "hv_reference": ref, "hv_reference_3d": ref3,
                      "seeds": len(runs[methods[0]]), "interrupted": interrupted,
                      "clock": args.clock, "methods": {m: {
-                         "label": METHODS[m], **res[m],
+                         "label": METHODS[m], **res[m], "hv3": res3[m],
                          "trials": [r.trials for r in runs[m]]} for m in methods},
                      "wall_s": time.monotonic() - t0})
     print(f"json: {out}\nwall: {time.monotonic() - t0:.0f} s")

@@ -38,14 +38,22 @@ import os
 import random
 import sqlite3
 import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any
 
 from nas.errors import UserError
 
-__all__ = ["SCHEMA", "TableError", "Table", "enumerate_space", "space_hash", "build",
-           "open_table"]
+__all__ = [
+    "SCHEMA",
+    "Table",
+    "TableError",
+    "build",
+    "enumerate_space",
+    "open_table",
+    "space_hash",
+]
 
 SCHEMA = 2
 
@@ -278,7 +286,8 @@ def build(space: Any, data_spec: str, out: str | os.PathLike[str], seeds: Sequen
             cpu: list[float] = []
             c0 = time.thread_time()
 
-            def report(i: int, m: Mapping[str, Any]) -> None:
+            def report(i: int, m: Mapping[str, Any], cpu: list[float] = cpu,
+                       c0: float = c0) -> None:
                 cpu.append(time.thread_time() - c0)
 
             res = train_proxy(f, t.replace(seed=seed), data, rungs=rungs, costs=costs,

@@ -18,14 +18,32 @@ sampler look at COMPLETE trials only and would ignore them. Infeasible configura
   NSGA-II, GP are all given a ``constraints_func`` when limits exist) treat it as
   infeasible;
 - everything else is unchanged. The storage is never changed by the view.
+
+One view serves every call the inner sampler makes while one trial is sampled (the
+relative search space, the relative sample, each independent parameter, ``after_trial``):
+the study's trials are read from the storage and presented once per trial, not once per
+call (measured in BENCHMARKS.md, "Tabular benchmark": a multivariate TPE ask made a dozen
+storage reads of every trial). Trials that finish meanwhile are seen at the next trial.
+
+``LearningSampler`` also keeps the inner sampler from proposing a configuration that is
+already trained, running or infeasible in the study. On a finite (or coarse) space a
+converged TPE proposes its best configuration again and again; each such proposal cost a
+whole ask and a duplicate record (142 duplicates for 15 trained trials in one replay).
+When the relative sample fixes every parameter of an existing trial to that trial's
+values (so it is the same configuration), the inner sampler draws again (its own
+distribution, so the proposal stays model-based), and after ``redraws`` tries a uniform
+draw over the relative space that avoids every taken configuration; if all are taken the
+last proposal stands and the driver records the duplicate as before.
 """
 
 from __future__ import annotations
 
 import copy
 import warnings
-from typing import Any, Container
+from collections.abc import Container
+from typing import Any
 
+import numpy as np
 import optuna
 from optuna.samplers import BaseSampler
 from optuna.trial import FrozenTrial, TrialState
@@ -44,6 +62,7 @@ class StudyView:
 
     def __init__(self, study: optuna.Study) -> None:
         self._study = study
+        self._all: list[FrozenTrial] | None = None  # presented trials, read once
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._study, name)
@@ -61,9 +80,11 @@ class StudyView:
 
     def _get_trials(self, deepcopy: bool = True, states: Container[TrialState] | None = None,
                     use_cache: bool = False) -> list[FrozenTrial]:
-        # Ask for everything, present, then filter on the presented state.
-        trials = self._study._get_trials(deepcopy=deepcopy, states=None, use_cache=use_cache)
-        out = [self.present(t) for t in trials]
+        # Read everything once, present, then filter on the presented state.
+        if self._all is None:
+            trials = self._study._get_trials(deepcopy=False, states=None, use_cache=use_cache)
+            self._all = [self.present(t) for t in trials]
+        out = copy.deepcopy(self._all) if deepcopy else list(self._all)
         return out if states is None else [t for t in out if t.state in states]
 
     def get_trials(self, deepcopy: bool = True, states: Container[TrialState] | None = None,
@@ -78,30 +99,90 @@ class StudyView:
 class LearningSampler(BaseSampler):
     """Wraps any Optuna sampler so that it learns from stopped and infeasible trials."""
 
-    def __init__(self, inner: BaseSampler) -> None:
+    def __init__(self, inner: BaseSampler, redraws: int = 8, seed: int | None = None) -> None:
         self.inner = inner
+        self.redraws = redraws
+        self._rng = np.random.RandomState(seed)
+        self._view: tuple[int, int, StudyView] | None = None  # (study id, trial id, view)
+        self.redrawn = 0  # proposals drawn again because they were taken (for benchmarks)
 
     def __str__(self) -> str:
         return f"LearningSampler({type(self.inner).__name__})"
 
+    def _view_of(self, study: optuna.Study, trial: FrozenTrial) -> StudyView:
+        """The one view of the study while ``trial`` is sampled (see the module docstring)."""
+        key = (id(study), trial._trial_id)
+        if self._view is None or self._view[:2] != key:
+            self._view = (*key, StudyView(study))
+        return self._view[2]
+
     def infer_relative_search_space(self, study, trial):  # type: ignore[override]
-        return self.inner.infer_relative_search_space(StudyView(study), trial)
+        return self.inner.infer_relative_search_space(self._view_of(study, trial), trial)
 
     def sample_relative(self, study, trial, search_space):  # type: ignore[override]
-        return self.inner.sample_relative(StudyView(study), trial, search_space)
+        view = self._view_of(study, trial)
+        params = self.inner.sample_relative(view, trial, search_space)
+        if not params:
+            return params
+        taken = [t.params for t in view._get_trials(deepcopy=False)
+                 if t.number != trial.number and t.params and _taken(t)]
+        for _ in range(self.redraws):
+            if not _is_taken(params, taken):
+                return params
+            self.redrawn += 1
+            params = self.inner.sample_relative(view, trial, search_space)
+        for _ in range(4 * self.redraws):
+            if not _is_taken(params, taken):
+                return params
+            params = {**params, **{k: _uniform(self._rng, d) for k, d in search_space.items()
+                                   if k in params}}
+        return params
 
     def sample_independent(self, study, trial, param_name, param_distribution):  # type: ignore[override]
-        return self.inner.sample_independent(StudyView(study), trial, param_name,
+        return self.inner.sample_independent(self._view_of(study, trial), trial, param_name,
                                              param_distribution)
 
     def before_trial(self, study, trial):  # type: ignore[override]
-        self.inner.before_trial(StudyView(study), trial)
+        self._view = None  # a new trial: read the study again
+        self.inner.before_trial(self._view_of(study, trial), trial)
 
     def after_trial(self, study, trial, state, values):  # type: ignore[override]
-        self.inner.after_trial(StudyView(study), trial, state, values)
+        self.inner.after_trial(self._view_of(study, trial), trial, state, values)
+        self._view = None
 
     def reseed_rng(self) -> None:
         self.inner.reseed_rng()
+        self._rng = np.random.RandomState()
+
+
+def _taken(t: FrozenTrial) -> bool:
+    """Trained, claimed, or infeasible: proposing its configuration again is waste."""
+    return records.is_claimed(t) or t.user_attrs.get("status") == "infeasible"
+
+
+def _is_taken(params: dict[str, Any], taken: list[dict[str, Any]]) -> bool:
+    """Whether the proposal fixes every parameter of a taken trial to that trial's value.
+
+    Dimensions are active according to the values of other dimensions, so matching every
+    parameter a trial has means the proposal activates the same ones: the same
+    configuration. A trial with a parameter the proposal lacks (sampled later,
+    independently) is never matched: the check errs toward "new".
+    """
+    return any(all(k in params and params[k] == v for k, v in p.items()) for p in taken)
+
+
+def _uniform(rng: np.random.RandomState, dist: Any) -> Any:
+    """One uniform draw from an Optuna distribution (the random fallback)."""
+    if isinstance(dist, optuna.distributions.CategoricalDistribution):
+        return dist.choices[rng.randint(len(dist.choices))]
+    if isinstance(dist, optuna.distributions.IntDistribution):
+        return int(dist.low + rng.randint((dist.high - dist.low) // dist.step + 1) * dist.step)
+    lo, hi = dist.low, dist.high
+    if dist.step is not None:
+        return float(lo + rng.randint(round((hi - lo) / dist.step) + 1) * dist.step)
+    if dist.log:
+        return float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+    return float(rng.uniform(lo, hi))
 
 
 def make_sampler(name: str, seed: int | None) -> LearningSampler:
@@ -130,4 +211,4 @@ def make_sampler(name: str, seed: int | None) -> LearningSampler:
                                           warn_independent_sampling=False)
     else:
         raise UserError(f"--sampler: unknown sampler {name!r}; choose from {', '.join(SAMPLERS)}")
-    return LearningSampler(inner)
+    return LearningSampler(inner, seed=seed)
