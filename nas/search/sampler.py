@@ -31,14 +31,16 @@ converged TPE proposes its best configuration again and again; each such proposa
 whole ask and a duplicate record (142 duplicates for 15 trained trials in one replay).
 When the relative sample fixes every parameter of an existing trial to that trial's
 values (so it is the same configuration), the inner sampler draws again (its own
-distribution, so the proposal stays model-based), and after ``redraws`` tries a uniform
-draw over the relative space that avoids every taken configuration; if all are taken the
-last proposal stands and the driver records the duplicate as before.
+distribution, so the proposal stays model-based), and after ``redraws`` tries it takes a
+uniform draw among the configurations of the relative space that are not taken; if all
+are taken the proposal stands and the driver records the duplicate as before.
 """
 
 from __future__ import annotations
 
 import copy
+import itertools
+import math
 import warnings
 from collections.abc import Container
 from typing import Any
@@ -131,11 +133,28 @@ class LearningSampler(BaseSampler):
                 return params
             self.redrawn += 1
             params = self.inner.sample_relative(view, trial, search_space)
+        if self.redraws <= 0 or not _is_taken(params, taken):
+            return params
+        return self._untaken(params, search_space, taken)
+
+    def _untaken(self, params: dict[str, Any], space: dict[str, Any],
+                 taken: list[dict[str, Any]]) -> dict[str, Any]:
+        """A uniform draw among the configurations of the relative space that are not
+        taken: enumerated when the space is finite and small, else by rejection."""
+        keys = [k for k in params if k in space]
+        dists = [space[k] for k in keys]
+        if all(isinstance(d, optuna.distributions.CategoricalDistribution) for d in dists):
+            n = math.prod(len(d.choices) for d in dists)
+            if n <= 4096:
+                free = [c for c in itertools.product(*(d.choices for d in dists))
+                        if not _is_taken({**params, **dict(zip(keys, c))}, taken)]
+                if free:
+                    return {**params, **dict(zip(keys, free[self._rng.randint(len(free))]))}
+                return params  # every configuration is taken: the driver records it
         for _ in range(4 * self.redraws):
-            if not _is_taken(params, taken):
-                return params
-            params = {**params, **{k: _uniform(self._rng, d) for k, d in search_space.items()
-                                   if k in params}}
+            draw = {**params, **{k: _uniform(self._rng, d) for k, d in zip(keys, dists)}}
+            if not _is_taken(draw, taken):
+                return draw
         return params
 
     def sample_independent(self, study, trial, param_name, param_distribution):  # type: ignore[override]
