@@ -490,6 +490,10 @@ def add_replay_args(ap: Any, default_table: str, default_space: str) -> None:
     ap.add_argument("--methods", default=",".join(METHODS),
                     help=f"comma-separated, from: {', '.join(METHODS)}")
     ap.add_argument("--seeds", type=int, default=50, help="replay seeds 0..N-1 (default 50)")
+    ap.add_argument("--first-seed", type=int, default=0,
+                    help="start at this replay seed (split seeds across processes)")
+    ap.add_argument("--merge", default=None, metavar="JSON,JSON",
+                    help="report the replay JSONs of several runs together (runs nothing)")
     ap.add_argument("--budget-trials", type=float, default=24.0,
                     help="simulated budget per run, in mean full-budget trials of the table "
                          "(default 24)")
@@ -501,8 +505,64 @@ def add_replay_args(ap: Any, default_table: str, default_space: str) -> None:
                     help="figures as JSON (default bench/results/tabular_replay.json)")
 
 
+def report(runs: Mapping[str, Sequence[Any]], methods: Sequence[str], ref: Sequence[float],
+           ref3: Sequence[float], out: str, meta: Mapping[str, Any]) -> None:
+    """Print the 2-D and 3-D tables and write the JSON (``runs``: anything with
+    ``.trials`` per method and seed)."""
+    from common import write_json
+
+    fractions = (0.1, 0.25, 0.5, 1.0)
+    curves = {m: [run_curve(r, ref) for r in rs] for m, rs in runs.items()}
+    res = analyse(curves, fractions)
+    print("\n2-D hypervolume (recall, query_gflops):\n" + format_results(res, runs, fractions))
+    curves3 = {m: [run_curve(r, ref3) for r in rs] for m, rs in runs.items()}
+    res3 = analyse(curves3, fractions)
+    print("\n3-D hypervolume (recall, query_gflops, index_gflops: the tool's default "
+          "objectives):\n" + format_results(res3, runs, fractions))
+    write_json(out, {**meta, "hv_reference": list(ref), "hv_reference_3d": list(ref3),
+                     "seeds": len(runs[methods[0]]), "methods": {m: {
+                         "label": METHODS[m], **res[m], "hv3": res3[m],
+                         "trials": [r.trials for r in runs[m]]} for m in methods}})
+
+
+def merge_results(paths: Sequence[str], out: str) -> int:
+    """Report the seeds of several replay JSONs of one table, budget and clock together
+    (e.g. two processes that ran different ``--first-seed`` ranges)."""
+    import json
+
+    docs = []
+    for p in paths:
+        try:
+            docs.append(json.loads(Path(p).read_text()))
+        except (OSError, ValueError) as e:
+            raise UserError(f"--merge: cannot read {p}: {e}") from None
+    keys = ("space_hash", "budget_s", "clock", "hv_reference", "hv_reference_3d")
+    for p, d in zip(paths[1:], docs[1:]):
+        for k in keys:
+            if d.get(k) != docs[0].get(k):
+                raise UserError(f"--merge: {p} differs from {paths[0]} in {k}")
+        if set(d["methods"]) != set(docs[0]["methods"]):
+            raise UserError(f"--merge: {p} replayed other methods than {paths[0]}")
+    methods = list(docs[0]["methods"])
+    runs = {m: [SimpleNamespace(trials=t) for d in docs for t in d["methods"][m]["trials"]]
+            for m in methods}
+    report(runs, methods, docs[0]["hv_reference"], docs[0]["hv_reference_3d"], out, {
+        "machine": docs[0]["machine"], "table": docs[0]["table"],
+        "space_hash": docs[0]["space_hash"], "budget_s": docs[0]["budget_s"],
+        "clock": docs[0]["clock"], "merged_from": list(paths),
+        "seed_list": [s for d in docs for s in d.get("seed_list", [])],
+        "interrupted": any(d.get("interrupted") for d in docs),
+        "wall_s": sum(d.get("wall_s", 0.0) for d in docs)})
+    print(f"json: {out}")
+    return 0
+
+
 def main_replay(args: Any) -> int:
-    from common import RESULTS, machine_info, print_machine, write_json
+    from common import RESULTS, machine_info, print_machine
+
+    if getattr(args, "merge", None):
+        return merge_results(args.merge.split(","), args.out or str(RESULTS /
+                                                                   "tabular_replay.json"))
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     bad = [m for m in methods if m not in METHODS]
@@ -527,7 +587,6 @@ def main_replay(args: Any) -> int:
           f" x mean full-budget trial {statistics.fmean(full_s):.2f} s, clock {args.clock}); "
           f"hv reference {ref} (2-D), {ref3} (3-D)",
           flush=True)
-    fractions = (0.1, 0.25, 0.5, 1.0)
     runs: dict[str, list[Replay]] = {m: [] for m in methods}
     # harness-only: the drivers' SQLite files on tmpfs where there is one (fsync waits
     # are not the method's CPU time but cost wall time)
@@ -539,7 +598,7 @@ def main_replay(args: Any) -> int:
     try:
         # seed-major: every method of seed s before seed s + 1, so an interrupted replay
         # (Ctrl-C, SIGTERM) still reports every completed seed of every method
-        for s in range(args.seeds):
+        for s in range(args.first_seed, args.first_seed + args.seeds):
             for m in methods:
                 runs[m].append(replay_method(m, table, args.space, s, budget, workdir,
                                              clock=args.clock))
@@ -557,20 +616,12 @@ def main_replay(args: Any) -> int:
             return 130
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    curves = {m: [run_curve(r, ref) for r in rs] for m, rs in runs.items()}
-    res = analyse(curves, fractions)
-    print("\n2-D hypervolume (recall, query_gflops):\n" + format_results(res, runs, fractions))
-    curves3 = {m: [run_curve(r, ref3) for r in rs] for m, rs in runs.items()}
-    res3 = analyse(curves3, fractions)
-    print("\n3-D hypervolume (recall, query_gflops, index_gflops: the tool's default "
-          "objectives):\n" + format_results(res3, runs, fractions))
+    first = getattr(args, "first_seed", 0)
+    seed_list = list(range(first, first + len(runs[methods[0]])))
     out = args.out or str(RESULTS / "tabular_replay.json")
-    write_json(out, {"machine": info, "table": table.path, "space_hash":
-                     table.meta["space_hash"], "budget_s": budget, "hv_reference": ref, "hv_reference_3d": ref3,
-                     "seeds": len(runs[methods[0]]), "interrupted": interrupted,
-                     "clock": args.clock, "methods": {m: {
-                         "label": METHODS[m], **res[m], "hv3": res3[m],
-                         "trials": [r.trials for r in runs[m]]} for m in methods},
-                     "wall_s": time.monotonic() - t0})
+    report(runs, methods, ref, ref3, out, {
+        "machine": info, "table": table.path, "space_hash": table.meta["space_hash"],
+        "budget_s": budget, "seed_list": seed_list, "interrupted": interrupted,
+        "clock": args.clock, "wall_s": time.monotonic() - t0})
     print(f"json: {out}\nwall: {time.monotonic() - t0:.0f} s")
     return 0

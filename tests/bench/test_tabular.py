@@ -205,3 +205,15 @@ def test_replay_cli_writes_figures(table_path: str, tmp_path: Path) -> None:
     assert len(res["methods"]["ray"]["hv3"]["reach"]) == 2  # the tool's 3 objectives too
     assert len(res["hv_reference_3d"]) == 3
     assert "| ray |" in r.stdout and "3-D hypervolume" in r.stdout
+    # another process's seed range, then both reported together
+    out2, merged = tmp_path / "res2.json", tmp_path / "merged.json"
+    r = _cli("replay", "--table", table_path, "--space", TINY, "--methods", "random,ray",
+             "--seeds", "1", "--first-seed", "2", "--budget-trials", "100", "--out",
+             str(out2), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    r = _cli("replay", "--merge", f"{out},{out2}", "--out", str(merged), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    m = json.loads(merged.read_text())
+    assert m["seed_list"] == [0, 1, 2] and len(m["methods"]["ray"]["reach"]) == 3
+    assert m["methods"]["ray"]["trials"][2] == json.loads(out2.read_text())[
+        "methods"]["ray"]["trials"][0]
