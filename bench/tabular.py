@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, machine_info, print_machine  # noqa: E402
+from common import ROOT, machine_info, print_machine
 
 SPACE = ROOT / "bench" / "tabular_space.yaml"
 TABLE = ROOT / "bench" / "tabular_data" / "synthetic.sqlite"

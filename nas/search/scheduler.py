@@ -18,7 +18,7 @@ scheduler in ``ray_adapter`` and the in-process loop of the tests both call ``MO
 from __future__ import annotations
 
 import math
-from typing import Hashable, Sequence
+from collections.abc import Hashable, Sequence
 
 import numpy as np
 
@@ -90,7 +90,7 @@ def select_top(points: np.ndarray, k: int, quality: Sequence[int] = (0,)) -> np.
     return np.array(sorted(chosen), dtype=int)
 
 
-def promote(points: Sequence[Sequence[float]], index: int, eta: float,
+def promote(points: np.ndarray | Sequence[Sequence[float]], index: int, eta: float,
             quality: Sequence[int] = (0,)) -> bool:
     """Whether trial ``index`` continues: it is in the top ``max(1, floor(n / eta))`` of
     the ``n`` trials seen at this rung (n includes it), ranked as in ``select_top``.
