@@ -130,12 +130,13 @@ def data_overrides(shapes: Any) -> dict[str, int]:
 
 
 def sample_configs(space: Any, n: int, seed: int, shapes: Any,
-                   include_reference: bool = False) -> list[tuple[dict, Any, Any]]:
+                   include_reference: bool = False, fixed: dict[str, Any] | None = None
+                   ) -> list[tuple[dict, Any, Any]]:
     """``n`` distinct (params, FusionConfig, TrainConfig) drawn uniformly from a space.
 
     Uses the space module's own ``suggest`` driven by Optuna's RandomSampler (in memory),
     so conditional dimensions behave exactly as in a search. Invalid combinations and
-    repeats are skipped.
+    repeats are skipped. ``fixed`` pins some dimensions (name -> value) and draws the rest.
     """
     import optuna
     from optuna.distributions import CategoricalDistribution, IntDistribution
@@ -159,6 +160,8 @@ def sample_configs(space: Any, n: int, seed: int, shapes: Any,
         trial = study.ask()
 
         def suggest(name: str, dist: Any, trial: Any = trial) -> Any:
+            if fixed and name in fixed:
+                return fixed[name]
             if isinstance(dist, CategoricalDistribution):
                 return trial.suggest_categorical(name, dist.choices)
             if isinstance(dist, IntDistribution):
