@@ -34,7 +34,7 @@ import time
 from contextlib import nullcontext
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Callable, ContextManager
+from typing import TYPE_CHECKING, Any, Callable, ContextManager
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -56,9 +56,11 @@ from ray.tune.search import Searcher  # noqa: E402
 from nas.search import messages  # noqa: E402
 from nas.search.evaluator import (EvaluatorSpec, RayOptions, call_train,  # noqa: E402
                                   import_object)
-from nas.search.scheduler import MOASHA  # noqa: E402
-from nas.search.searcher import AskTellSearcher, TrialSpec  # noqa: E402
-from nas.search.storage import Abort  # noqa: E402
+
+if TYPE_CHECKING:  # the driver's side only: a trial's worker imports this module too,
+    # and should not pay for Optuna and the storage layer (imported once per worker)
+    from nas.search.scheduler import MOASHA
+    from nas.search.searcher import AskTellSearcher
 
 __all__ = ["EvaluatorSpec", "RayOptions", "import_object", "run_tune", "trainable"]
 
@@ -406,6 +408,8 @@ def run_tune(core: AskTellSearcher, asha: MOASHA, evaluator: EvaluatorSpec, data
              trial_timeout_s: float | None = None) -> None:
     """Run trials on Ray Tune until the searcher has nothing more to ask (or ``halt``
     says why no new trial should start). Raises ``Abort`` when the Ray head is lost."""
+    from nas.search.storage import Abort
+
     started = init_ray(opts)
     workdir = tempfile.mkdtemp(prefix="nas-tune-")
     lost = "driver stopped: Ray head lost"
