@@ -158,6 +158,7 @@ class Trainer:
 
     def __init__(self, fusion: FusionConfig, train: TrainConfig, data: Any,
                  budget_epochs: float | None = None, device: torch.device | None = None) -> None:
+        from nas.evaluate import tune_malloc
         from nas.model import build_model
 
         self.fusion, self.fit_notes = fit_to_data(fusion, data.shapes)
@@ -176,6 +177,7 @@ class Trainer:
         self.steps_per_epoch = max(1, len(self._clips) // self.batch)
         self.total_steps = self.steps_for(self.budget)
 
+        tune_malloc()  # text-conditioned steps allocate and free the same activations
         torch.manual_seed(train.seed)
         self.model = build_model(self.fusion).to(self.device)
         decay, no_decay = [], []
