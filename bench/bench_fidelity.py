@@ -96,62 +96,22 @@ def draw(space: Any, n: int, agnostic: float, seed: int, shapes: Any) -> list:
     ta = sample_configs(space, n_ta, seed, shapes, fixed=fixed) if n_ta else []
     uni = sample_configs(space, n - n_ta, seed + 1000, shapes) if n > n_ta else []
     seen = {f.config_id for _, f, _ in ta}
-    return ta + [c for c in uni if c[1].config_id not in seen]
+    uni = [c for c in uni if c[1].config_id not in seen]
+    # interleaved in proportion, so that a run stopped early still holds both strata
+    out, i, j = [], 0, 0
+    while i < len(ta) or j < len(uni):
+        if j >= len(uni) or (i < len(ta) and i * len(uni) <= j * len(ta)):
+            out.append(ta[i])
+            i += 1
+        else:
+            out.append(uni[j])
+            j += 1
+    return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--space", default="gated_fusion")
-    ap.add_argument("--data", default=None, help="data spec (default: the space's data)")
-    ap.add_argument("--configs", type=int, default=None, help="default 32; --full 64")
-    ap.add_argument("--agnostic", type=float, default=0.5,
-                    help="share of text-agnostic configurations (default 0.5)")
-    ap.add_argument("--seed", type=int, default=0, help="seed of the configuration draw")
-    ap.add_argument("--grid", type=float, default=None,
-                    help="extra evaluation every this many epochs (default: first rung / 2)")
-    add_out_arg(ap, "fidelity.json")
-    args = ap.parse_args(argv)
-
-    from nas.data import load_data
-    from nas.errors import TrainingFailed
-    from nas.search import load_space
-    from nas.train import train_proxy
-
-    info = machine_info()
-    print_machine(info)
-    space = load_space(args.space)
-    data_spec = args.data or space.data or "synthetic"
-    data = load_data(data_spec)
-    n = args.configs or (64 if args.full else 32)
-    rungs = space.proxy.rungs()
-    grid = eval_grid(rungs, args.grid or rungs[0] / 2)
-    print(f"space {space.name} ({space.path}), data {data_spec} ({data.train.n_clips} train / "
-          f"{data.val.n_clips} val clips, {data.val.n_texts} val captions); default rungs "
-          f"{rungs} epochs (eta {space.proxy.eta:g}); evaluated at {grid}; {n} configs "
-          f"(draw seed {args.seed}, {args.agnostic:.0%} drawn text-agnostic)", flush=True)
-    configs = draw(space, n, args.agnostic, args.seed, data.shapes)
-    rows: list[dict[str, Any]] = []
-    t_all = time.monotonic()
-    for i, (params, f, t) in enumerate(configs):
-        t0 = time.monotonic()
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # gate-saturation warnings: not the point here
-                res = train_proxy(f, t, data, rungs=grid)
-        except TrainingFailed as e:
-            print(f"[{i + 1}/{n}] {f.config_id}: failed ({e}); left out", flush=True)
-            rows.append({"config_id": f.config_id, "params": params, "failed": str(e)})
-            continue
-        rec = {round(h["epochs"], 6): h["recall"] for h in res.history}
-        rows.append({"config_id": f.config_id, "params": params,
-                     **{k: [h[k] for h in res.history] for k in SIGNALS},
-                     "epochs": [h["epochs"] for h in res.history], "wall_s": res.wall_s,
-                     "text_conditioned": f.text_conditioned})
-        write_json(args.out, {"partial": True, "configs": rows})  # a stopped run keeps these
-        print(f"[{i + 1}/{n}] {f.config_id} {'text-cond' if f.text_conditioned else 'agnostic '}"
-              f" recall by epoch " + " ".join(f"{e:g}:{r:.1f}" for e, r in rec.items())
-              + f"  ({time.monotonic() - t0:.1f} s)", flush=True)
+def summarize(rows: list[dict[str, Any]], rungs: list[float], grid: list[float]
+              ) -> tuple[list, dict, dict, dict]:
+    """Print the correlations of every signal at every point; return them."""
     ok = [r for r in rows if "recall" in r]
     full = [r["recall"][-1] for r in ok]
     n_ta = sum(not r["text_conditioned"] for r in ok)
@@ -204,6 +164,72 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{sig}: from {robust[sig]:g} epochs on every point is >= {TARGET}"
               if robust[sig] is not None else f"{sig}: no point before the full budget "
               f"stays >= {TARGET}")
+    return points, first, strata, robust
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--space", default="gated_fusion")
+    ap.add_argument("--data", default=None, help="data spec (default: the space's data)")
+    ap.add_argument("--configs", type=int, default=None, help="default 32; --full 64")
+    ap.add_argument("--agnostic", type=float, default=0.5,
+                    help="share of text-agnostic configurations (default 0.5)")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the configuration draw")
+    ap.add_argument("--grid", type=float, default=None,
+                    help="extra evaluation every this many epochs (default: first rung / 2)")
+    ap.add_argument("--summarize", metavar="JSON", default=None,
+                    help="print the figures of an earlier run's json (also a stopped run's)")
+    add_out_arg(ap, "fidelity.json")
+    args = ap.parse_args(argv)
+    if args.summarize:
+        import json
+
+        old = json.loads(Path(args.summarize).read_text())
+        summarize(old["configs"], old["rungs"], old["grid"])
+        return 0
+
+    from nas.data import load_data
+    from nas.errors import TrainingFailed
+    from nas.search import load_space
+    from nas.train import train_proxy
+
+    info = machine_info()
+    print_machine(info)
+    space = load_space(args.space)
+    data_spec = args.data or space.data or "synthetic"
+    data = load_data(data_spec)
+    n = args.configs or (64 if args.full else 32)
+    rungs = space.proxy.rungs()
+    grid = eval_grid(rungs, args.grid or rungs[0] / 2)
+    print(f"space {space.name} ({space.path}), data {data_spec} ({data.train.n_clips} train / "
+          f"{data.val.n_clips} val clips, {data.val.n_texts} val captions); default rungs "
+          f"{rungs} epochs (eta {space.proxy.eta:g}); evaluated at {grid}; {n} configs "
+          f"(draw seed {args.seed}, {args.agnostic:.0%} drawn text-agnostic)", flush=True)
+    configs = draw(space, n, args.agnostic, args.seed, data.shapes)
+    rows: list[dict[str, Any]] = []
+    t_all = time.monotonic()
+    for i, (params, f, t) in enumerate(configs):
+        t0 = time.monotonic()
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # gate-saturation warnings: not the point here
+                res = train_proxy(f, t, data, rungs=grid)
+        except TrainingFailed as e:
+            print(f"[{i + 1}/{n}] {f.config_id}: failed ({e}); left out", flush=True)
+            rows.append({"config_id": f.config_id, "params": params, "failed": str(e)})
+            continue
+        rec = {round(h["epochs"], 6): h["recall"] for h in res.history}
+        rows.append({"config_id": f.config_id, "params": params,
+                     **{k: [h[k] for h in res.history] for k in SIGNALS},
+                     "epochs": [h["epochs"] for h in res.history], "wall_s": res.wall_s,
+                     "text_conditioned": f.text_conditioned})
+        write_json(args.out, {"partial": True, "rungs": rungs, "grid": grid,
+                              "configs": rows})  # a stopped run keeps these
+        print(f"[{i + 1}/{n}] {f.config_id} {'text-cond' if f.text_conditioned else 'agnostic '}"
+              f" recall by epoch " + " ".join(f"{e:g}:{r:.1f}" for e, r in rec.items())
+              + f"  ({time.monotonic() - t0:.1f} s)", flush=True)
+    points, first, strata, robust = summarize(rows, rungs, grid)
     print(f"wall: {time.monotonic() - t_all:.0f} s")
     write_json(args.out, {"machine": info, "space": space.path, "data": data_spec,
                           "rungs": rungs, "grid": grid, "configs": rows, "points": points,
