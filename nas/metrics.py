@@ -85,7 +85,7 @@ def v2t_ranks(S: Tensor, text_clip: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def rank_summary(ranks: Tensor, prefix: str) -> dict[str, float]:
-    """R@1/5/10 (percent), MdR, MnR and MRR of a vector of 1-based ranks, keys ``{prefix}_r1`` ..."""
+    """R@1/5/10 (percent), MdR, MnR and MRR of 1-based ranks, keys ``{prefix}_r1`` ..."""
     r = ranks.double().reshape(-1)
     if r.numel() == 0:
         nan = float("nan")

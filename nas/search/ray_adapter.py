@@ -130,7 +130,7 @@ class _Searcher(Searcher):
         self.errors: dict[str, str] = {}  # Tune trial id -> why its worker failed
         self.retries: dict[str, int] = {}  # Tune trial id -> restarts after a worker died
 
-    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:  # type: ignore[override]
         if self.halt is not None and self.halt():
             return Searcher.FINISHED  # the running trials finish and are recorded
         with self.guard():
@@ -289,7 +289,8 @@ class _Deadlines(Callback):
             if actor is None:
                 continue
             number = self.searcher.numbers.get(trial.trial_id)
-            epochs = self.searcher.core.rung_metrics.get(number, {}).get("epochs", 0.0)
+            epochs = self.searcher.core.rung_metrics.get(number, {}).get("epochs", 0.0) \
+                if number is not None else 0.0
             self.searcher.errors[trial.trial_id] = (
                 f"exceeded --trial-timeout {fmt_duration(self.timeout_s)} at epoch "
                 f"{float(epochs):g} (ran {fmt_duration(now - t0)}; its worker was stopped)")
@@ -413,7 +414,11 @@ def run_tune(core: AskTellSearcher, asha: MOASHA, evaluator: EvaluatorSpec, data
     started = init_ray(opts)
     workdir = tempfile.mkdtemp(prefix="nas-tune-")
     lost = "driver stopped: Ray head lost"
-    watch = _HeadWatch(opts.address, lambda: core.abandon(lost)).start() \
+
+    def on_lost() -> None:
+        core.abandon(lost)
+
+    watch = _HeadWatch(opts.address, on_lost).start() \
         if opts.address not in (None, "", "auto", "local") else None
     try:
         cpus = cluster_cpus()
@@ -422,7 +427,8 @@ def run_tune(core: AskTellSearcher, asha: MOASHA, evaluator: EvaluatorSpec, data
             on_start(concurrency)
         searcher = _Searcher(core, evaluator, data_spec, opts.gpus_per_trial, guard, halt)
         scheduler = _Scheduler(searcher, asha, guard)
-        callbacks = [_Deadlines(searcher, trial_timeout_s)] if trial_timeout_s else []
+        callbacks: list[Callback] = [_Deadlines(searcher, trial_timeout_s)] \
+            if trial_timeout_s else []
         resources = {"cpu": opts.cpus_per_trial, "gpu": opts.gpus_per_trial}
         tuner = tune.Tuner(
             tune.with_resources(trainable, resources),
