@@ -5,8 +5,14 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from nas.config import (ConfigError, FusionConfig, TrainConfig, config_to_yaml,
-                        load_config_file, save_config_file)
+from nas.config import (
+    ConfigError,
+    FusionConfig,
+    TrainConfig,
+    config_to_yaml,
+    load_config_file,
+    save_config_file,
+)
 from nas.errors import UserError
 
 

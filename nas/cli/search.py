@@ -129,9 +129,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 def run(args: argparse.Namespace) -> int:
     """Parse, delegate to ``nas.search.driver.run_search``, print the front and hints."""
     started_at = time.monotonic()  # the time budget counts from here (before the imports)
+    import optuna
+
     from nas.search.driver import SearchOptions, format_front, run_search
     from nas.search.evaluator import EvaluatorSpec, RayOptions
-    import optuna
 
     if args.concurrency < 0:
         raise UserError(f"--concurrency must be >= 0, got {args.concurrency}")

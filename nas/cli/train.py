@@ -39,8 +39,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                     "checkpoint, per-epoch metrics and gate statistics.")
     p.add_argument("--config", required=True, metavar="CFG.yaml", help="config file")
     p.add_argument("--data", default=None, metavar="SPEC",
-                   help="'synthetic', 'synthetic:clips=2000,seed=1', 'digits' or a feature directory "
-                        "(default: the config's meta.data, as written by nas export, "
+                   help="'synthetic', 'synthetic:clips=2000,seed=1', 'digits' or a feature "
+                        "directory (default: the config's meta.data, as written by nas export, "
                         "else synthetic)")
     p.add_argument("--epochs", type=float, default=None, metavar="N",
                    help="training budget in epochs (default: the config's train.epochs)")
@@ -155,8 +155,13 @@ def run(args: argparse.Namespace) -> int:
     from nas.config import config_key, load_config_file, save_config_file
     from nas.data import load_data
     from nas.evaluate import GateRecorder, gate_statistics
-    from nas.train import (GateSaturationWarning, Trainer, gate_warnings, resolve_device,
-                           training_runtime)
+    from nas.train import (
+        GateSaturationWarning,
+        Trainer,
+        gate_warnings,
+        resolve_device,
+        training_runtime,
+    )
 
     err = sys.stderr
     fusion, train = load_config_file(args.config)

@@ -12,6 +12,6 @@ from nas.data.features import read_feature_dir, write_feature_dir
 from nas.data.spec import load_data, parse_spec
 from nas.data.synthetic import PRESETS, SyntheticSpec, linear_probe, make_synthetic
 
-__all__ = ["Split", "RetrievalData", "DataShapes", "model_inputs", "load_data", "parse_spec", "SyntheticSpec",
-           "PRESETS", "make_synthetic", "linear_probe", "read_feature_dir", "write_feature_dir",
-           "DigitsSpec", "load_digits_data"]
+__all__ = ["Split", "RetrievalData", "DataShapes", "model_inputs", "load_data", "parse_spec",
+           "SyntheticSpec", "PRESETS", "make_synthetic", "linear_probe", "read_feature_dir",
+           "write_feature_dir", "DigitsSpec", "load_digits_data"]

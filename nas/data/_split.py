@@ -1,10 +1,11 @@
-"""The in-memory (or memory-mapped) form of a retrieval dataset: Split, RetrievalData, DataShapes."""
+"""The in-memory (or memory-mapped) form of a retrieval dataset: Split, RetrievalData,
+DataShapes."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 import torch

@@ -105,7 +105,8 @@ def _tables(path: str) -> dict[str, np.ndarray]:
 
 
 def _frames(images: np.ndarray, frame_image: np.ndarray, frame_shift: np.ndarray) -> np.ndarray:
-    """Video ``[N, F, 64]`` float16: each frame's 8x8 image shifted by (dy, dx), zero-filled, /16."""
+    """Video ``[N, F, 64]`` float16: each frame's 8x8 image shifted by (dy, dx), zero-filled,
+    divided by 16."""
     padded = np.pad(images.reshape(-1, 8, 8), ((0, 0), (1, 1), (1, 1)))
     out = np.zeros(frame_image.shape + (8, 8), dtype=np.uint8)
     for dy in (-1, 0, 1):

@@ -95,7 +95,8 @@ def _finite(a: np.ndarray, path: str, what: str) -> None:
         block = np.asarray(a[s:s + rows])
         ok = np.isfinite(block).reshape(len(block), -1).all(axis=1)
         if not ok.all():
-            raise DataError(f"{path}: contains NaN or inf (first at {what} {s + int(np.argmin(ok))})")
+            first = s + int(np.argmin(ok))
+            raise DataError(f"{path}: contains NaN or inf (first at {what} {first})")
 
 
 def _flags(a: np.ndarray, path: str) -> np.ndarray:

@@ -23,8 +23,13 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from nas.search.pareto import (_state_name, direction_signs, full_budget_trials,
-                               is_full_budget, pareto_mask)
+from nas.search.pareto import (
+    _state_name,
+    direction_signs,
+    full_budget_trials,
+    is_full_budget,
+    pareto_mask,
+)
 
 __all__ = [
     "GateSummary",
@@ -288,7 +293,8 @@ def front_table(trials: Sequence[Any], directions: Sequence[Any],
     for i in pts.front_order:
         t = full[pts.numbers[i]]
         rows.append([str(t.number), str(t.user_attrs.get("config_id", "")),
-                     *(_fmt(float(x)) for x in pts.values[i]), config_text(canonical_params(t), sep=", ")])
+                     *(_fmt(float(x)) for x in pts.values[i]),
+                     config_text(canonical_params(t), sep=", ")])
     return header, rows
 
 

@@ -57,8 +57,8 @@ from typing import Any, Callable, Sequence
 
 from nas.errors import TrainingFailed
 
-__all__ = ["Fault", "parse_faults", "FakeData", "FakeResult", "FakeShapes", "fake_estimate_costs", "fake_load_data",
-           "fake_train_proxy", "fake_quality"]
+__all__ = ["Fault", "parse_faults", "FakeData", "FakeResult", "FakeShapes", "fake_estimate_costs",
+           "fake_load_data", "fake_train_proxy", "fake_quality"]
 
 
 @dataclass(frozen=True)

@@ -24,8 +24,15 @@ from pathlib import Path
 import pytest
 
 from pg_cluster import PgCluster
-from reliability_helpers import (LiveDriver, assert_study_sound, fault_while_running, load,
-                                 run_nas, status_counts, wait_for)
+from reliability_helpers import (
+    LiveDriver,
+    assert_study_sound,
+    fault_while_running,
+    load,
+    run_nas,
+    status_counts,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 

@@ -21,8 +21,16 @@ import pytest
 from optuna.trial import TrialState
 
 from ray_cluster import RayCluster
-from reliability_helpers import (TRAINED, assert_kept, assert_study_sound, check_records,
-                                 fault_while_running, load, run_nas, snapshot)
+from reliability_helpers import (
+    TRAINED,
+    assert_kept,
+    assert_study_sound,
+    check_records,
+    fault_while_running,
+    load,
+    run_nas,
+    snapshot,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -75,8 +83,9 @@ def test_a_node_leaves_and_its_trial_is_retried_on_the_other(cluster: RayCluster
         else:
             assert t.user_attrs["retries"] >= 1, t.user_attrs
     rescued = [t.number for t in hit if t.state != TrialState.FAIL]
+    failed = [(t.number, t.user_attrs['fail_reason'][:90]) for t in hit if t.number not in rescued]
     print(f"node left: trials hit {[t.number for t in hit]}, rescued by a retry {rescued}, "
-          f"failed {[(t.number, t.user_attrs['fail_reason'][:90]) for t in hit if t.number not in rescued]}; "
+          f"failed {failed}; "
           f"{dict(states)}; the search finished {took:.1f} s after the node left")
 
 

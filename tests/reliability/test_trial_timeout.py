@@ -19,6 +19,7 @@ from optuna.trial import TrialState
 
 from nas.search.driver import SearchOptions, run_search
 from nas.search.evaluator import EvaluatorSpec, RayOptions
+
 from reliability_helpers import FOUR, TRAINED, assert_study_sound, load
 
 pytestmark = pytest.mark.slow

@@ -14,6 +14,7 @@ from optuna.trial import TrialState
 
 from nas.search.driver import SearchOptions, run_search
 from nas.search.evaluator import EvaluatorSpec, RayOptions
+
 from reliability_helpers import FOUR, TINY, check_finished, load
 
 pytestmark = pytest.mark.slow
