@@ -172,8 +172,8 @@ def _profile(cfg: FusionConfig, s: DataShapes) -> FlopProfile:
     # trial starts: so each pass runs once (the counted encodings are reused) and the
     # first-stage passes run only for the configs whose query cost includes them.
     with torch.no_grad():
-        index, enc = _counted(lambda: model.encode_clips(clips))
-        index /= _LARGE
+        index_total, enc = _counted(lambda: model.encode_clips(clips))
+        index = index_total / _LARGE
         text, tenc = _counted(lambda: model.encode_texts(texts))
 
         def pairs(n: int) -> tuple[int, int]:
@@ -203,7 +203,7 @@ def _profile(cfg: FusionConfig, s: DataShapes) -> FlopProfile:
 
 def _sub(enc: Any, n: int) -> Any:
     """The first ``n`` clips of a ClipEncoding."""
-    out = {}
+    out: dict[str, Any] = {}
     for f in dataclasses.fields(enc):
         v = getattr(enc, f.name)
         if v is None:

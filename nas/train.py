@@ -178,7 +178,8 @@ class Trainer:
 
         torch.manual_seed(train.seed)
         self.model = build_model(self.fusion).to(self.device)
-        decay, no_decay = [], []
+        decay: list[torch.nn.Parameter] = []
+        no_decay: list[torch.nn.Parameter] = []
         for p in self.model.parameters():
             if p.requires_grad:
                 (decay if p.ndim >= 2 else no_decay).append(p)

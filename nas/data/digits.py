@@ -22,6 +22,7 @@ import io
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -59,7 +60,7 @@ class DigitsSpec:
 
 def digits_spec_from_options(options: dict[str, str], source: str = "digits") -> DigitsSpec:
     """A :class:`DigitsSpec` from ``key=value`` strings; DataError naming a bad key or value."""
-    values: dict[str, object] = {}
+    values: dict[str, Any] = {}
     for key, raw in options.items():
         if key == "file":
             values[key] = raw

@@ -241,7 +241,7 @@ def _compose(rng: np.random.Generator, n: int, unique: bool) -> tuple[list, np.n
                 return seen, heard
         raise RuntimeError("digits builder: cannot compose unique captions; lower CLIPS")
 
-    plans = []
+    plans: list[tuple[np.ndarray, int, int, int]] = []
     for _ in range(pairs):
         seen, (h1, h2) = draw(2)
         i = len(plans)

@@ -347,6 +347,7 @@ def spec_from_options(options: dict[str, str], source: str = "synthetic") -> Syn
         if key not in types:
             raise DataError(f"{source}: unknown key {key!r}; known keys: preset, dim, "
                             + ", ".join(types))
+        v: int | float | str
         try:
             t = types[key]
             if t is int:

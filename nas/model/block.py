@@ -207,7 +207,8 @@ class FusionBlock(nn.Module):
         self.ln3, self.ln4 = nn.LayerNorm(d), nn.LayerNorm(d)
         self.cross_attn = MultiHeadAttention(d, h, make_temperature(cfg.attn_temperature, h))
         self.film = make_film(cfg.text_audio, d, h)
-        self.audio_path = DualPath(cfg, in_dim) if cfg.dual_path else SinglePath()
+        self.audio_path: DualPath | SinglePath = (DualPath(cfg, in_dim) if cfg.dual_path
+                                                  else SinglePath())
         self.cross_ff = Mlp(d, bias=False)
         self.self_attn = MultiHeadAttention(d, h)
         self.mlp = Mlp(d)

@@ -205,6 +205,8 @@ class NoDecay(nn.Module):
 class FixedDecay(nn.Module):
     """1A: d_l = 1 - l / L, multiplied into g_a and g_f before the residual updates."""
 
+    d: Tensor  # a buffer
+
     def __init__(self, layer: int, layers: int) -> None:
         super().__init__()
         self.layer = layer

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields, replace
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -144,13 +144,14 @@ class FusionRetrievalModel(nn.Module):
         with_text = cfg.gate_inputs == "vat"
         in_dim = (3 if with_text else 2) * d
         self.router_summary = ClipSummary(with_text)
-        self.router: nn.Module = (LayerRouter(in_dim, d // 2, cfg.layers, cfg.routing_sparsity,
-                                              cfg.routing_skip_threshold)
-                                  if cfg.routing else NoRouter())
+        self.router: LayerRouter | NoRouter = (
+            LayerRouter(in_dim, d // 2, cfg.layers, cfg.routing_sparsity,
+                        cfg.routing_skip_threshold)
+            if cfg.routing else NoRouter())
         self.logit_scale = nn.Parameter(torch.tensor(math.log(cfg.logit_scale_init)))
         self.margin: nn.Module = (Margin(cfg.margin_beta, cfg.margin_delta) if cfg.margin
                                   else NoMargin())
-        self.gate_contrast: nn.Module = (
+        self.gate_contrast: GateContrastive | NoGateContrastive = (
             GateContrastive(cfg.gate_contrastive_weight, cfg.gate_contrastive_tau)
             if cfg.gate_contrastive_weight > 0 else NoGateContrastive())
 
@@ -197,7 +198,7 @@ class FusionRetrievalModel(nn.Module):
             x0=x0, vmask=vmask, audio=audio, amask=amask,
             abar=self.pool_a(audio, amask) * present, astd=masked_std(audio, amask) * present,
             has_audio=has_audio, first=F.normalize(x0, dim=-1),
-            kv=[blk.precompute(audio) for blk in self.blocks])
+            kv=[cast(FusionBlock, blk).precompute(audio) for blk in self.blocks])
         if self.text_conditioned:
             return enc
         ctx = ctx if ctx is not None else FusionContext(recorder=recorder)

@@ -204,9 +204,10 @@ def proxy_fidelity(trials: Sequence[Any], metric_names: Sequence[str],
     for s in steps:
         xs, ys = [], []
         for t in full:
-            if s in t.intermediate_values and finals[t.number] is not None:
+            final = finals[t.number]
+            if s in t.intermediate_values and final is not None:
                 xs.append(t.intermediate_values[s])
-                ys.append(finals[t.number])
+                ys.append(final)
         ep = _rung_epochs(full[0], rungs, s) if full else float(s)
         out.append(Fidelity(s, ep, len(xs), spearman(xs, ys)))
     return out
@@ -340,7 +341,7 @@ def param_importances(trials: Sequence[Any], directions: Sequence[Any],
                 warnings.simplefilter("ignore")  # "computes importances for low targets"
                 res = optuna.importance.get_param_importances(
                     study, evaluator=optuna.importance.PedAnovaImportanceEvaluator(),
-                    target=lambda t, i=i: float(signs[i] * t.values[i]))
+                    target=lambda t: float(signs[i] * t.values[i]))
         except (ValueError, RuntimeError) as e:  # e.g. no parameter common to all trials
             notes[name] = f"not computable: {e}"
             continue
