@@ -113,15 +113,15 @@ def main(argv: list[str] | None = None) -> int:
                 warnings.simplefilter("ignore")  # gate-saturation warnings: not the point here
                 res = train_proxy(f, t, data, rungs=grid)
         except TrainingFailed as e:
-            print(f"[{i + 1}/{n}] {f.config_id}: failed ({e}); left out", flush=True)
-            rows.append({"config_id": f.config_id, "params": params, "failed": str(e)})
+            print(f"[{i + 1}/{n}] {f.fusion_id}: failed ({e}); left out", flush=True)
+            rows.append({"config_id": f.fusion_id, "params": params, "failed": str(e)})
             continue
         rec = {round(h["epochs"], 6): h["recall"] for h in res.history}
         recall = [h["recall"] for h in res.history]
-        rows.append({"config_id": f.config_id, "params": params, "recall": recall,
+        rows.append({"config_id": f.fusion_id, "params": params, "recall": recall,
                      "epochs": [h["epochs"] for h in res.history], "wall_s": res.wall_s,
                      "text_conditioned": f.text_conditioned})
-        print(f"[{i + 1}/{n}] {f.config_id} {'text-cond' if f.text_conditioned else 'agnostic '}"
+        print(f"[{i + 1}/{n}] {f.fusion_id} {'text-cond' if f.text_conditioned else 'agnostic '}"
               f" recall by epoch " + " ".join(f"{e:g}:{r:.1f}" for e, r in rec.items())
               + f"  ({time.monotonic() - t0:.1f} s)", flush=True)
     ok = [r for r in rows if "recall" in r]

@@ -51,7 +51,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
     RESULTS,
     add_out_arg,
-    data_overrides,
     fmt_summary,
     machine_info,
     print_machine,
@@ -225,7 +224,9 @@ def run_ray(space: Any, data: Any, seed: int, trials: int, workdir: str) -> list
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.optuna import OptunaSearch
 
-    over = data_overrides(data.shapes)
+    from nas.data import model_inputs
+
+    over = model_inputs(data.shapes)
     rungs = space.proxy.rungs()
 
     searcher = OptunaSearch(space=_Define(space, over, data.shapes),

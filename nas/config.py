@@ -30,6 +30,7 @@ from nas._io import atomic_write_text
 from nas.errors import UserError
 
 __all__ = [
+    "COST_GALLERY",
     "ConfigError",
     "FusionConfig",
     "TrainConfig",
@@ -39,6 +40,10 @@ __all__ = [
     "load_config_file",
     "save_config_file",
 ]
+
+# The gallery size the query cost is counted at (query_gflops, latency_ms): the search,
+# the verdict and the cost model's defaults all use this one number.
+COST_GALLERY = 1000
 
 GateInputs = Literal["va", "vat"]
 QueryFusion = Literal["none", "scalar", "per_head"]
@@ -225,11 +230,6 @@ class FusionConfig(_Base):
         architecture and its training settings), which studies, exports and ``runs/`` use.
         """
         return _hash12(self.to_dict())
-
-    @property
-    def config_id(self) -> str:
-        """Older name of :attr:`fusion_id` (kept so code written against it still runs)."""
-        return self.fusion_id
 
     @property
     def active_components(self) -> list[str]:

@@ -14,7 +14,7 @@ import optuna
 from optuna.distributions import CategoricalDistribution, IntDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-from nas.config import config_key
+from nas.config import COST_GALLERY, config_key
 from nas.errors import UserError
 from nas.search import records
 from nas.search.faults import faultpoint
@@ -169,7 +169,8 @@ class AskTellSearcher:
         cid = fusion.fusion_id
         if cid not in self._cost_cache:
             self._cost_cache[cid] = {k: float(v) for k, v in self.cost_fn(
-                fusion, self.shapes, gallery=1000, measure_latency=self.measure_latency).items()}
+                fusion, self.shapes, gallery=COST_GALLERY,
+                measure_latency=self.measure_latency).items()}
         return self._cost_cache[cid]
 
     def _ask_one(self) -> TrialSpec | None:
