@@ -118,9 +118,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    help="start no new trial when the study's or the artifacts' disk has "
                         "less free space; stop cleanly instead (default: 100MiB; 0: off)")
     p.add_argument("--quiet", action="store_true", help="no progress line")
-    # Hidden: the torch-free fake evaluator and in-process execution (tests, debugging).
-    p.add_argument("--evaluator", default="real", choices=["real", "fake"],
-                   help=argparse.SUPPRESS)
+    # Hidden: another evaluator ('fake': the torch-free one of nas.search.testing, or a
+    # module's import path, see EvaluatorSpec.named) and in-process execution (tests).
+    p.add_argument("--evaluator", default="real", help=argparse.SUPPRESS)
     p.add_argument("--executor", default="ray", choices=["ray", "local"], help=argparse.SUPPRESS)
     p.set_defaults(func=run)
     return p

@@ -46,9 +46,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="runs at once (default: CPUs / --cpus-per-trial)")
     p.add_argument("--cpus-per-trial", type=_pos_float, default=1.0, metavar="N")
     p.add_argument("--gpus-per-trial", type=_nonneg_float, default=0.0, metavar="F")
-    # Hidden, as for nas search: the fake evaluator and in-process execution (tests).
-    p.add_argument("--evaluator", default="real", choices=["real", "fake"],
-                   help=argparse.SUPPRESS)
+    # Hidden, as for nas search: another evaluator and in-process execution (tests).
+    p.add_argument("--evaluator", default="real", help=argparse.SUPPRESS)
     p.add_argument("--executor", default="ray", choices=["ray", "local"], help=argparse.SUPPRESS)
     p.set_defaults(func=run)
 

@@ -20,6 +20,8 @@ from pathlib import Path
 import pytest
 from optuna.trial import TrialState
 
+from tests.faulty_evaluator import FAULTY
+
 from ray_cluster import RayCluster
 from reliability_helpers import (
     TRAINED,
@@ -46,7 +48,7 @@ def cluster():
 
 def _cmd(url: str, address: str, *extra: str) -> list[str]:
     return ["search", "--space", "quick", "--study", "n", "--storage", url, "--trials", "6",
-            "--evaluator", "fake", "--address", address, "--concurrency", "2",
+            "--evaluator", FAULTY, "--address", address, "--concurrency", "2",
             "--data", "synthetic|sleep:1.5", "--quiet", *extra]
 
 
