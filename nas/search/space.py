@@ -126,8 +126,11 @@ class Dimension:
 
     def distribution(self) -> Any:
         """The Optuna distribution of this dimension (imported lazily)."""
-        from optuna.distributions import (CategoricalDistribution, FloatDistribution,
-                                          IntDistribution)
+        from optuna.distributions import (
+            CategoricalDistribution,
+            FloatDistribution,
+            IntDistribution,
+        )
         if self.kind == "categorical":
             return CategoricalDistribution(list(self.choices))
         if self.kind == "int":
