@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 import optuna
 
-from nas.errors import UserError
+from nas.errors import SpaceError, UserError
 from nas.search import _optuna
 from nas.search.faults import faultpoint
 from nas.search.liveness import DriverRegistry
 from nas.search.objectives import Objective, parse_limits
-from nas.search.space import SearchSpace
+from nas.search.space import SearchSpace, parse_space
 from nas.search.storage import StorageGuard
 from nas.search.warm_start import warm_start_configs
 
@@ -224,10 +224,13 @@ def check_matches(study: optuna.Study, opts: SearchOptions, space: SearchSpace,
             f"--objectives asks for {names}. Use the same objectives to resume, or a new "
             "--study name")
     ua = study.user_attrs
-    if ua.get("space_text") not in (None, space.text):
+    changed = _space_changes(ua.get("space_text"), space)
+    if changed:
         raise UserError(f"study {name!r} was created with a different search space "
-                        f"({ua.get('space')}); resuming needs the same space file. Use a "
-                        "new --study name for a new space")
+                        f"({ua.get('space')}): {'; '.join(changed[:3])}"
+                        f"{f' (and {len(changed) - 3} more)' if len(changed) > 3 else ''}. "
+                        "Resuming needs the same space; use a new --study name for a new "
+                        "space")
     if ua.get("rungs") not in (None, space.proxy.rungs()):
         raise UserError(f"study {name!r} uses rungs {ua.get('rungs')} (epochs); this run "
                         f"asks for {space.proxy.rungs()}. Use the same --min-budget/"
@@ -235,3 +238,16 @@ def check_matches(study: optuna.Study, opts: SearchOptions, space: SearchSpace,
     if ua.get("data") not in (None, data_spec):
         raise UserError(f"study {name!r} was run on data {ua.get('data')!r}; this run "
                         f"asks for {data_spec!r}. Use the same --data, or a new --study")
+
+
+def _space_changes(stored_text: str | None, space: SearchSpace) -> list[str]:
+    """What differs between the space a study was created with (its stored file text) and
+    this run's, as parsed spaces: comments and layout do not count (``differences``)."""
+    if stored_text is None or stored_text == space.text:
+        return []
+    try:
+        before = parse_space(stored_text, "<the study's space>")
+        now = parse_space(space.text, space.path)
+    except SpaceError:  # written by a version that read it differently: compare the text
+        return ["the file's text differs"]
+    return before.differences(now)
