@@ -34,7 +34,7 @@ from nas.search import _optuna
 from nas.search.faults import faultpoint
 from nas.search.storage import retrying
 
-__all__ = ["LEARN_KEY", "STATUS", "TrialRecord", "TrialStatus",
+__all__ = ["LEARN_KEY", "STATUS", "TrialRecord", "TrialStatus", "USER_ATTRS",
            "set_attrs", "record_rung", "set_learning", "tell", "trained_config_ids",
            "counted", "TRAINED_STATUSES", "RUNNING_STATUS", "claimed", "is_claimed",
            "status_of", "write_final", "learning_attrs"]
