@@ -79,7 +79,7 @@ def parse_objectives(text: str | Sequence[str]) -> list[Objective]:
     names = [n for n in names if n]
     if not names:
         raise UserError("--objectives: give at least one objective, e.g. recall,query_gflops")
-    out = []
+    out: list[Objective] = []
     for n in names:
         if n not in OBJECTIVES:
             raise UserError(f"--objectives: unknown objective {n!r}; known: "

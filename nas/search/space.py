@@ -118,11 +118,18 @@ class Dimension:
         )
         if self.kind == "categorical":
             return CategoricalDistribution(list(self.choices))
+        lo, hi = self.bounds
         if self.kind == "int":
-            return IntDistribution(int(self.low), int(self.high), log=self.log,
-                                   step=int(self.step or 1))
-        return FloatDistribution(float(self.low), float(self.high), log=self.log,
+            return IntDistribution(int(lo), int(hi), log=self.log, step=int(self.step or 1))
+        return FloatDistribution(float(lo), float(hi), log=self.log,
                                  step=None if self.step is None else float(self.step))
+
+    @property
+    def bounds(self) -> tuple[float | int, float | int]:
+        """(low, high) of an int/float dimension."""
+        if self.low is None or self.high is None:
+            raise TypeError(f"dimension {self.name!r} is categorical: it has no bounds")
+        return self.low, self.high
 
     def active(self, values: Mapping[str, Any]) -> bool:
         """True when every condition holds on the values suggested so far."""
@@ -134,7 +141,8 @@ class Dimension:
             return list(self.choices)
         if self.kind == "int":
             step = int(self.step or 1)
-            vals = list(range(int(self.low), int(self.high) + 1, step))
+            lo, hi = self.bounds
+            vals = list(range(int(lo), int(hi) + 1, step))
             return vals if len(vals) <= limit else None
         return None
 
@@ -280,8 +288,8 @@ class SearchSpace:
         """Pairs of finite dimension values that build no valid config (warnings)."""
         problems: list[str] = []
         ref = self.reference_params()
-        finite = [(d, d.finite_values()) for d in self.dimensions]
-        finite = [(d, v) for d, v in finite if v is not None]
+        finite = [(d, v) for d in self.dimensions
+                  if (v := d.finite_values()) is not None]
         for (d1, v1), (d2, v2) in itertools.combinations(finite, 2):
             for a, b in itertools.product(v1, v2):
                 vals = dict(ref)
@@ -348,7 +356,8 @@ def _contains(d: Dimension, v: Any) -> bool:
                    for c in d.choices)
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         return False
-    return float(d.low) <= float(v) <= float(d.high)
+    lo, hi = d.bounds
+    return float(lo) <= float(v) <= float(hi)
 
 
 def _nearest(d: Dimension, v: Any) -> Any:
@@ -360,7 +369,7 @@ def _nearest(d: Dimension, v: Any) -> Any:
         if nums and isinstance(v, (int, float)) and not isinstance(v, bool):
             return min(nums, key=lambda c: abs(c - v))
         return d.choices[0]
-    lo, hi = d.low, d.high
+    lo, hi = d.bounds
     x = min(max(v, lo), hi) if isinstance(v, (int, float)) else lo
     return int(round(x)) if d.kind == "int" else float(x)
 

@@ -249,7 +249,7 @@ class _FieldCheck:
     where: str
     name: str
     base: Mapping[str, Any]
-    cls: type
+    cls: type[FusionConfig] | type[TrainConfig]
 
     def __call__(self, v: Any) -> Any:
         trial = dict(self.base)
