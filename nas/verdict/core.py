@@ -150,15 +150,15 @@ def summarise(toggles: Sequence[J.Toggle], runs: dict[str, Any], plan: Sequence[
                    for name, _, _ in objectives}
         costs = {name: effects[name] for name, _, src in objectives if src == "costs"}
         maxi = {name: m for name, m, _ in objectives}
+        base_vals = [b for b in bases.values() if b is not None]
+        base_mean = {name: (sum(b[name] for b in base_vals) / len(base_vals)
+                            if base_vals else float("nan")) for name, _, _ in objectives}
         word = UNTESTED if tg.fusion is None else verdict_word(
-            effects[quality[0]], quality[1], costs, maxi)
+            effects[quality[0]], quality[1], costs, maxi, base_mean)
         if tg.fusion is not None and len(pairs) < 2 and not row["reason"]:
             row["reason"] = f"{len(pairs)} seed(s) with both runs finished; 2 needed"
-        base_vals = [b for b in bases.values() if b is not None]
         row.update(n=len(pairs), word=word, quality=quality[0],
-                   effects={k: iv.as_dict() for k, iv in effects.items()},
-                   base={name: (sum(b[name] for b in base_vals) / len(base_vals)
-                                if base_vals else float("nan")) for name, _, _ in objectives})
+                   effects={k: iv.as_dict() for k, iv in effects.items()}, base=base_mean)
         rows.append(row)
     return rows
 

@@ -19,6 +19,11 @@ default) and C its cost objectives:
 - *costs without paying*: Q measurably worse; or Q not measurably changed and some cost
   measurably higher;
 - *no measurable effect*: otherwise (every interval covers 0).
+
+A cost changed by less than ``COST_FLOOR`` (1 %) of the base configuration's cost counts
+as unchanged: costs are exact, so their intervals have zero width and a 0.1 % FLOP increase
+(a gate's few extra multiply-adds) would otherwise be "measurably higher" and turn a
+variant with no effect on recall into *costs without paying*.
 """
 
 from __future__ import annotations
@@ -30,9 +35,10 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["LEVEL", "WORDS", "Interval", "paired_interval", "welch_interval", "verdict_word"]
+__all__ = ["COST_FLOOR", "LEVEL", "WORDS", "Interval", "paired_interval", "welch_interval", "verdict_word"]
 
 LEVEL = 0.90
+COST_FLOOR = 0.01  # relative to the base cost: smaller cost changes count as none
 PAYS = "pays"
 COSTS = "costs without paying"
 NONE = "no measurable effect"
@@ -49,13 +55,14 @@ class Interval:
     hi: float
     n: int
 
-    def side(self, maximize: bool) -> int:
-        """+1 measurably better, -1 measurably worse, 0 neither (interval covers 0)."""
+    def side(self, maximize: bool, margin: float = 0.0) -> int:
+        """+1 measurably better, -1 measurably worse, 0 neither (the interval reaches into
+        ``[-margin, margin]``)."""
         if not (math.isfinite(self.lo) and math.isfinite(self.hi)):
             return 0
-        if self.lo > 0:
+        if self.lo > margin:
             return 1 if maximize else -1
-        if self.hi < 0:
+        if self.hi < -margin:
             return -1 if maximize else 1
         return 0
 
@@ -105,10 +112,12 @@ def welch_interval(on: Sequence[float], off: Sequence[float], level: float = LEV
 
 
 def verdict_word(quality: Interval | None, quality_maximize: bool,
-                 costs: Mapping[str, Interval], cost_maximize: Mapping[str, bool] | None = None
-                 ) -> str:
+                 costs: Mapping[str, Interval], cost_maximize: Mapping[str, bool] | None = None,
+                 cost_base: Mapping[str, float] | None = None) -> str:
     """The word of the module docstring's rule. ``costs`` maps each cost objective to its
-    interval (minimised unless ``cost_maximize`` says otherwise)."""
+    interval (minimised unless ``cost_maximize`` says otherwise); ``cost_base`` to the base
+    configuration's cost, whose ``COST_FLOOR`` share is the smallest change that counts
+    (no floor for a cost without a finite base)."""
     if quality is None or quality.n < 2:
         return UNTESTED
     q = quality.side(quality_maximize)
@@ -116,8 +125,12 @@ def verdict_word(quality: Interval | None, quality_maximize: bool,
         return PAYS
     if q < 0:
         return COSTS
-    sides = [iv.side(bool((cost_maximize or {}).get(k, False))) for k, iv in costs.items()
-             if iv.n >= 2]
+    def floor(k: str) -> float:
+        b = (cost_base or {}).get(k, math.nan)
+        return COST_FLOOR * abs(b) if math.isfinite(b) else 0.0
+
+    sides = [iv.side(bool((cost_maximize or {}).get(k, False)), floor(k))
+             for k, iv in costs.items() if iv.n >= 2]
     if any(s < 0 for s in sides):
         return COSTS
     if any(s > 0 for s in sides):

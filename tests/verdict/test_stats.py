@@ -67,3 +67,14 @@ def test_verdict_word_reads_directions() -> None:
     assert verdict_word(_iv(1, 3), False, {}) == COSTS
     # a maximised "cost" would be odd, but the rule follows the direction it is given
     assert verdict_word(_iv(-1, 1), True, {"c": _iv(1, 2)}, {"c": True}) == PAYS
+
+
+def test_a_cost_change_below_the_floor_counts_as_none() -> None:
+    """Exact costs have zero-width intervals: +0.5 % of the base cost is no change, +2 % is."""
+    same_q = _iv(-1, 2)
+    assert verdict_word(same_q, True, {"c": _iv(0.5, 0.5)}, cost_base={"c": 100.0}) == NONE
+    assert verdict_word(same_q, True, {"c": _iv(2, 2)}, cost_base={"c": 100.0}) == COSTS
+    assert verdict_word(same_q, True, {"c": _iv(-2, -2)}, cost_base={"c": 100.0}) == PAYS
+    assert verdict_word(same_q, True, {"c": _iv(-0.5, -0.5)}, cost_base={"c": 100.0}) == NONE
+    # no base known: no floor
+    assert verdict_word(same_q, True, {"c": _iv(0.5, 0.5)}) == COSTS
