@@ -76,7 +76,7 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
     """The RDB storage, with SQLite set up for one writer beside many readers.
 
     SQLite: a 60 s busy timeout (a reader holding a lock briefly makes the writer wait, not
-    fail); WAL journal mode is switched on once the study is validated (``_enable_wal``):
+    fail); WAL journal mode is switched on once the study is validated (``enable_wal``):
     readers then never block the writer nor the writer the readers, and they see each
     committed trial. Connection errors become a UserError naming the URL.
     """
@@ -148,7 +148,7 @@ def initialise(study: optuna.Study, opts: SearchOptions, space: SearchSpace,
              "limits": parse_limits(opts.limits)}
     for k, v in attrs.items():
         study.set_user_attr(k, v)
-    # Last: its presence means everything above is there (older versions: see _is_ready).
+    # Last: its presence means everything above is there (older versions: see is_ready).
     study.set_user_attr("reference_params", space.reference_params())
     _optuna.storage_of(study).set_study_system_attr(_optuna.study_id(study), READY_KEY, True)
 
