@@ -69,12 +69,10 @@ class TrialStatus(str, Enum):
     @classmethod
     def parse(cls, value: Any) -> "TrialStatus | None":
         """The status of a stored string; None for a missing or unknown one."""
-        try:
-            return cls(value)
-        except ValueError:
-            return None
+        return _BY_VALUE.get(value) if isinstance(value, str) else None
 
 
+_BY_VALUE = {s.value: s for s in TrialStatus}
 # The statuses of finished trials (the progress line counts them).
 STATUS = (TrialStatus.COMPLETE, TrialStatus.STOPPED, TrialStatus.FAILED,
           TrialStatus.INFEASIBLE, TrialStatus.DUPLICATE, TrialStatus.CRASHED,
@@ -243,12 +241,13 @@ def tell(study: optuna.Study, number: int, state: TrialState,
 
 def counted(trials: Sequence[FrozenTrial]) -> int:
     """Trials that count toward --trials: those that trained (complete/stopped/failed)."""
-    return sum(TrialRecord.of(t).trained for t in trials)
+    # The stored string against the enum (str-equal): as fast as before the enum.
+    return sum(t.user_attrs.get("status") in TRAINED_STATUSES for t in trials)
 
 
 def is_claimed(t: FrozenTrial) -> bool:
     """Trained, or claimed for training and still running (by any driver)."""
-    status = status_of(t)
+    status = t.user_attrs.get("status")
     return status in TRAINED_STATUSES or (status == TrialStatus.RUNNING
                                           and t.state == TrialState.RUNNING)
 
@@ -263,7 +262,7 @@ def trained_config_ids(trials: Sequence[FrozenTrial]) -> dict[str, int]:
     out: dict[str, int] = {}
     for t in trials:
         cid = t.user_attrs.get("config_id")
-        if cid and status_of(t) in TRAINED_STATUSES and cid not in out:
+        if cid and t.user_attrs.get("status") in TRAINED_STATUSES and cid not in out:
             out[cid] = t.number
     return out
 
