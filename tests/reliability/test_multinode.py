@@ -38,7 +38,10 @@ def test_search_runs_on_both_nodes_and_only_the_driver_writes(two_node_cluster: 
                                                               tmp_path: Path) -> None:
     db = tmp_path / "studies.db"
     url = f"sqlite:///{db}"
-    data = f"synthetic|sleep:0.4|forbid:{db}"
+    # Trials long enough to overlap even at a high load: two trials running at once on a
+    # cluster of two 1-CPU nodes must be on different nodes (a CI run at load 17 with
+    # 0.4 s trials saw every trial finish before the next one started, all on one node).
+    data = f"synthetic|sleep:1.5|forbid:{db}"
     r = run_nas(["search", "--space", "quick", "--study", "mn", "--storage", url,
                  "--trials", "6", "--evaluator", "fake", "--address", two_node_cluster,
                  "--concurrency", "2", "--data", data, "--quiet"], tmp_path, timeout=300)
