@@ -57,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
 
     from nas.cli.dashboard import check_sqlite_exists
     from nas.cli.export import load_study
+    from nas.search._optuna import storage_of
     from nas.search.driver import check_ray_address
     from nas.search.evaluator import EvaluatorSpec, RayOptions
     from nas.verdict import output
@@ -77,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
                                          gpus_per_trial=args.gpus_per_trial),
                           evaluator=EvaluatorSpec.named(args.evaluator),
                           executor=args.executor)
-    res = run_verdict(study, study._storage, opts)
+    res = run_verdict(study, storage_of(study), opts)
     doc = res.doc
     print(output.format_quick(doc))
     if "rows" in doc:
