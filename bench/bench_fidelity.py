@@ -95,8 +95,8 @@ def draw(space: Any, n: int, agnostic: float, seed: int, shapes: Any) -> list:
     fixed = {k: v for k, v in TEXT_AGNOSTIC.items() if k in names}
     ta = sample_configs(space, n_ta, seed, shapes, fixed=fixed) if n_ta else []
     uni = sample_configs(space, n - n_ta, seed + 1000, shapes) if n > n_ta else []
-    seen = {f.config_id for _, f, _ in ta}
-    uni = [c for c in uni if c[1].config_id not in seen]
+    seen = {f.fusion_id for _, f, _ in ta}
+    uni = [c for c in uni if c[1].fusion_id not in seen]
     # interleaved in proportion, so that a run stopped early still holds both strata
     out, i, j = [], 0, 0
     while i < len(ta) or j < len(uni):
@@ -216,17 +216,17 @@ def main(argv: list[str] | None = None) -> int:
                 warnings.simplefilter("ignore")  # gate-saturation warnings: not the point here
                 res = train_proxy(f, t, data, rungs=grid)
         except TrainingFailed as e:
-            print(f"[{i + 1}/{n}] {f.config_id}: failed ({e}); left out", flush=True)
-            rows.append({"config_id": f.config_id, "params": params, "failed": str(e)})
+            print(f"[{i + 1}/{n}] {f.fusion_id}: failed ({e}); left out", flush=True)
+            rows.append({"config_id": f.fusion_id, "params": params, "failed": str(e)})
             continue
         rec = {round(h["epochs"], 6): h["recall"] for h in res.history}
-        rows.append({"config_id": f.config_id, "params": params,
+        rows.append({"config_id": f.fusion_id, "params": params,
                      **{k: [h[k] for h in res.history] for k in SIGNALS},
                      "epochs": [h["epochs"] for h in res.history], "wall_s": res.wall_s,
                      "text_conditioned": f.text_conditioned})
         write_json(args.out, {"partial": True, "rungs": rungs, "grid": grid,
                               "configs": rows})  # a stopped run keeps these
-        print(f"[{i + 1}/{n}] {f.config_id} {'text-cond' if f.text_conditioned else 'agnostic '}"
+        print(f"[{i + 1}/{n}] {f.fusion_id} {'text-cond' if f.text_conditioned else 'agnostic '}"
               f" recall by epoch " + " ".join(f"{e:g}:{r:.1f}" for e, r in rec.items())
               + f"  ({time.monotonic() - t0:.1f} s)", flush=True)
     points, first, strata, robust = summarize(rows, rungs, grid)

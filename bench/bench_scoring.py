@@ -154,7 +154,7 @@ def main() -> None:
     rel = err / S.abs().max().item()
     print(f"config: width {cfg.width}, layers {cfg.layers}, heads {cfg.heads}, frames {f}, "
           f"audio 32 tokens -> {cfg.resampler_queries} queries, text-conditioned "
-          f"(id {cfg.config_id}); device {dev}, torch threads {torch.get_num_threads()}")
+          f"(id {cfg.fusion_id}); device {dev}, torch threads {torch.get_num_threads()}")
     from nas.evaluate import pair_chunk
 
     used = args.chunk or pair_chunk(model, f)

@@ -31,7 +31,7 @@ from optuna.samplers import BaseSampler
 from optuna.trial import FrozenTrial, TrialState
 
 from nas.errors import UserError
-from nas.search import records
+from nas.search import _optuna, records
 
 __all__ = ["SAMPLERS", "LearningSampler", "StudyView", "make_sampler"]
 
@@ -56,13 +56,13 @@ class StudyView:
             return t
         v = copy.copy(t)
         v.state = TrialState.COMPLETE
-        v._values = [float(x) for x in learn]
+        v = _optuna.with_values(v, learn)
         return v
 
     def _get_trials(self, deepcopy: bool = True, states: Container[TrialState] | None = None,
                     use_cache: bool = False) -> list[FrozenTrial]:
         # Ask for everything, present, then filter on the presented state.
-        trials = self._study._get_trials(deepcopy=deepcopy, states=None, use_cache=use_cache)
+        trials = _optuna.study_trials(self._study, deepcopy=deepcopy, use_cache=use_cache)
         out = [self.present(t) for t in trials]
         return out if states is None else [t for t in out if t.state in states]
 
