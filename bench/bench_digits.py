@@ -86,7 +86,8 @@ def cut_audio(data):
     return out
 
 
-def train_and_test(data, kinds: np.ndarray, seed: int, epochs: float, width: int) -> dict[str, float]:
+def train_and_test(data, kinds: np.ndarray, seed: int, epochs: float,
+                   width: int) -> dict[str, float]:
     """Train one text-agnostic config; t2v metrics on the test gallery, overall and per kind."""
     from nas.config import FusionConfig, TrainConfig
     from nas.evaluate import retrieval_metrics, similarity

@@ -144,7 +144,7 @@ def main() -> None:
         c = estimate_costs(f, data.shapes, gallery=1000)
         state = t.state.name + ("" if t.values is None else
                                 " " + ", ".join(f"{v:.4g}" for v in t.values))
-        print(f"  {label[name]:8s} trial {t.number} ({state}): {f.config_id}; "
+        print(f"  {label[name]:8s} trial {t.number} ({state}): {f.fusion_id}; "
               f"query {c['query_gflops']:.3g} GFLOPs, index {c['index_gflops']:.3g} GFLOPs, "
               f"params {c['params']:.0f}; text_conditioned={getattr(f, 'text_conditioned', '?')}")
     res: dict[str, list[dict[str, Any]]] = {k: [] for k in arms}

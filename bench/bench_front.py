@@ -30,9 +30,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import ROOT, add_out_arg, machine_info, print_machine, write_json
-
 import numpy as np
+
+from common import ROOT, add_out_arg, machine_info, print_machine, write_json
 
 FUSION_KEYS_NOT_STRUCTURE = {"config_id"}
 OBJECTIVE_SETS = {
@@ -109,8 +109,7 @@ def analyse(db: str) -> dict[str, Any]:
     import optuna
 
     from nas.config import FusionConfig
-    from nas.search.pareto import full_budget_trials, pareto_front, pareto_mask
-    from nas.search.pareto import study_hypervolume
+    from nas.search.pareto import full_budget_trials, pareto_front, pareto_mask, study_hypervolume
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     url = f"sqlite:///{db}"

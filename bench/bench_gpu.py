@@ -1,7 +1,7 @@
 """GPU: trials per GPU-hour with fractional GPUs (1, 2, 4 trials per GPU) and utilisation.
 
-    python bench/bench_gpu.py                    # reduced: 3000 MSR-VTT-shaped clips, 8 trials/setting
-    python bench/bench_gpu.py --full             # the full msrvtt preset (9000 clips), 24 trials
+    python bench/bench_gpu.py          # reduced: 3000 MSR-VTT-shaped clips, 8 trials/setting
+    python bench/bench_gpu.py --full   # the full msrvtt preset (9000 clips), 24 trials
     python bench/bench_gpu.py --per-gpu 1,2,4 --trials 8 --data "synthetic:preset=msrvtt,clips=3000"
 
 For each setting k, ``nas search`` (the CLI, Ray executor) runs ``--trials`` trials of the

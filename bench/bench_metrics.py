@@ -61,7 +61,8 @@ def main() -> None:
     print(f"nas.metrics.retrieval_metrics (t2v+v2t R@1/5/10, MdR, MnR): {t_ours * 1e3:9.2f} ms")
     print(f"torchmetrics RetrievalRecall@1/5/10 + RetrievalMRR (t2v): {t_tm * 1e3:9.2f} ms")
     print(f"ratio torchmetrics / ours: {t_tm / t_ours:.0f}x  "
-          f"(R@1/5/10 agree: {m_ours['t2v_r1']:.1f}/{m_ours['t2v_r5']:.1f}/{m_ours['t2v_r10']:.1f})")
+          f"(R@1/5/10 agree: {m_ours['t2v_r1']:.1f}/{m_ours['t2v_r5']:.1f}/"
+          f"{m_ours['t2v_r10']:.1f})")
 
 
 if __name__ == "__main__":

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
 import shutil
 import sys
 import tempfile
@@ -81,11 +80,14 @@ def run_driver(executor: str, configs: list, space: Any, data_spec: str, workdir
 
     from nas.search.driver import SearchOptions, run_search
     from nas.search.evaluator import EvaluatorSpec, RayOptions
+    from nas.search.objectives import DEFAULT_OBJECTIVES, parse_objectives
 
     storage = f"sqlite:///{workdir}/{executor}.db"
+    objectives = parse_objectives(DEFAULT_OBJECTIVES)  # what the driver resumes with
     st = optuna.create_study(study_name=executor, storage=storage,
-                             directions=["maximize", "minimize"])
-    st.set_metric_names(["recall", "query_gflops"])
+                             directions=["maximize" if o.maximize else "minimize"
+                                         for o in objectives])
+    st.set_metric_names([o.name for o in objectives])
     # marks it initialised for the driver: it is resumed, no warm-start queue is added
     st.set_user_attr("reference_params", space.reference_params())
     for params, _, _ in configs:

@@ -6,6 +6,12 @@ fuse and score, for each pair) is timed on a random subset of pairs and extrapol
 all N_t x N_v pairs; its scores are checked against the batched matrix.
 
     python bench/bench_scoring.py [--n 256] [--naive-pairs 256] [--chunk 4096]
+    python bench/bench_scoring.py --train-steps 20     # training's text-conditioned path
+
+``--train-steps N`` instead times N training steps of the same configuration (batch 32:
+all 32 x 32 pairs fused per step, forward and backward) and prints their CPU user/sys
+seconds and minor page faults; run it with ``NAS_MALLOC_TUNING=0`` beside it to see what
+``nas.evaluate.tune_malloc`` (called by ``nas.train.Trainer``) changes.
 """
 
 from __future__ import annotations
@@ -58,6 +64,30 @@ def pass_gflop(cfg: FusionConfig, n_t: int, n_v: int, frames: int, audio: int) -
     return n_v * c["index_gflops"] + n_t * c["text_gflops"] + n_t * n_v * c["pair_gflops"]
 
 
+def train_churn(cfg: FusionConfig, steps: int, batch: int, frames: int) -> None:
+    """CPU seconds and page faults of ``steps`` training steps of ``cfg`` (Trainer's path)."""
+    import os
+
+    from nas.config import TrainConfig
+    from nas.data import load_data
+    from nas.train import Trainer
+
+    data = load_data(f"synthetic:clips={batch * 4},val_clips=8,test_clips=0,frames={frames},"
+                     f"audio_tokens=32,text_tokens=1,video_dim=512,audio_dim=768,text_dim=512")
+    tr = Trainer(cfg, TrainConfig(batch_size=batch, num_threads=torch.get_num_threads(),
+                                  device="cpu"), data, budget_epochs=steps)
+    tr.train_until(2)  # warm-up
+    ru0 = resource.getrusage(resource.RUSAGE_SELF)
+    t0 = time.perf_counter()
+    tr.train_until(2 + steps)
+    wall = time.perf_counter() - t0
+    ru1 = resource.getrusage(resource.RUSAGE_SELF)
+    print(f"training: {steps} steps of batch {batch} ({batch * batch} fused pairs per step) in "
+          f"{wall:.2f} s ({wall / steps:.3f} s/step); CPU user {ru1.ru_utime - ru0.ru_utime:.2f} s,"
+          f" sys {ru1.ru_stime - ru0.ru_stime:.2f} s, {ru1.ru_minflt - ru0.ru_minflt:,} minor "
+          f"page faults; NAS_MALLOC_TUNING={os.environ.get('NAS_MALLOC_TUNING', '1')}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=256, help="texts = clips (default 256)")
@@ -70,6 +100,9 @@ def main() -> None:
                     help="pairs timed in the naive loop (extrapolated to n*n)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--train-steps", type=int, default=0,
+                    help="time this many training steps instead (see above)")
+    ap.add_argument("--batch", type=int, default=32, help="training batch (--train-steps)")
     args = ap.parse_args()
     print_machine(machine_info())
     if args.threads:
@@ -80,6 +113,9 @@ def main() -> None:
     cfg = FusionConfig(video_dim=512, audio_dim=768, text_dim=512, max_frames=f, width=args.width,
                        layers=args.layers, heads=4, resampler_layers=1, resampler_queries=12)
     assert cfg.text_conditioned
+    if args.train_steps:
+        train_churn(cfg, args.train_steps, args.batch, f)
+        return
     model = build_model(cfg).to(dev).eval()
     clips = ClipBatch(torch.randn(n, f, 512), torch.ones(n, f, dtype=torch.bool),
                       torch.randn(n, 32, 768), torch.ones(n, 32, dtype=torch.bool),
@@ -118,7 +154,7 @@ def main() -> None:
     rel = err / S.abs().max().item()
     print(f"config: width {cfg.width}, layers {cfg.layers}, heads {cfg.heads}, frames {f}, "
           f"audio 32 tokens -> {cfg.resampler_queries} queries, text-conditioned "
-          f"(id {cfg.config_id}); device {dev}, torch threads {torch.get_num_threads()}")
+          f"(id {cfg.fusion_id}); device {dev}, torch threads {torch.get_num_threads()}")
     from nas.evaluate import pair_chunk
 
     used = args.chunk or pair_chunk(model, f)

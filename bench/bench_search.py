@@ -48,8 +48,16 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (RESULTS, add_out_arg, data_overrides, fmt_summary, machine_info,  # noqa: E402
-                    print_machine, sample_configs, summary, write_json)
+from common import (  # noqa: E402
+    RESULTS,
+    add_out_arg,
+    fmt_summary,
+    machine_info,
+    print_machine,
+    sample_configs,
+    summary,
+    write_json,
+)
 
 METHODS = {
     "tool": "(a) this tool: TPE + MO-ASHA + warm start",
@@ -216,10 +224,13 @@ def run_ray(space: Any, data: Any, seed: int, trials: int, workdir: str) -> list
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.optuna import OptunaSearch
 
-    over = data_overrides(data.shapes)
+    from nas.data import model_inputs
+
+    over = model_inputs(data.shapes)
     rungs = space.proxy.rungs()
 
-    searcher = OptunaSearch(space=_Define(space, over, data.shapes), metric=["recall", "query_gflops"], mode=["max", "min"],
+    searcher = OptunaSearch(space=_Define(space, over, data.shapes),
+                            metric=["recall", "query_gflops"], mode=["max", "min"],
                             sampler=optuna.samplers.TPESampler(seed=seed))
     scheduler = ASHAScheduler(time_attr="training_iteration", metric="recall", mode="max",
                               max_t=len(rungs), grace_period=1,
@@ -319,8 +330,8 @@ def rung_breakdown(runs: list[dict]) -> str:
     parts = []
     for e in sorted(by):
         k = len(by[e])
-        parts.append(f"{k} ended at {e:g} epochs ({k / n:.0%}, median {statistics.median(by[e]):.2f}"
-                     f" s/trial; {passed} had reached it)")
+        parts.append(f"{k} ended at {e:g} epochs ({k / n:.0%}, "
+                     f"median {statistics.median(by[e]):.2f} s/trial; {passed} had reached it)")
         passed -= k
     return "; ".join(parts)
 
@@ -382,7 +393,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--space", default=None,
                     help="space file or name (default: quick; --full: gated_fusion)")
     ap.add_argument("--data", default=None, help="data spec (default: the space's data)")
-    ap.add_argument("--seeds", type=int, default=None, help="seeds per method (default 5; --full 10)")
+    ap.add_argument("--seeds", type=int, default=None,
+                    help="seeds per method (default 5; --full 10)")
     ap.add_argument("--trials", type=int, default=None,
                     help="trials per run without early stopping (default 12; --full 40)")
     ap.add_argument("--prune-factor", type=float, default=2.0,

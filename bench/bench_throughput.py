@@ -29,8 +29,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (ROOT, MemorySampler, add_out_arg, machine_info,  # noqa: E402
-                    print_machine, write_json)
+from common import ROOT, MemorySampler, add_out_arg, machine_info, print_machine, write_json  # noqa: E402
 
 
 def _run(cmd: list[str], timeout: float) -> str:

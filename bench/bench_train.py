@@ -35,7 +35,6 @@ from torch import nn  # noqa: E402
 
 from nas.config import FusionConfig, TrainConfig  # noqa: E402
 
-
 # ----------------------------------------------------------------------------------
 # the naive model (same architecture as the reference config; no variants)
 # ----------------------------------------------------------------------------------
@@ -50,7 +49,8 @@ def gate_mlp(i: int, h: int) -> nn.Module:
 
 
 def mlp(d: int, bias: bool = True) -> nn.Module:
-    return nn.Sequential(nn.Linear(d, 4 * d, bias=bias), QuickGELU(), nn.Linear(4 * d, d, bias=bias))
+    return nn.Sequential(nn.Linear(d, 4 * d, bias=bias), QuickGELU(),
+                         nn.Linear(4 * d, d, bias=bias))
 
 
 class NaiveResamplerLayer(nn.Module):
@@ -73,7 +73,7 @@ class NaiveBlock(nn.Module):
 
     def __init__(self, d: int, h: int) -> None:
         super().__init__()
-        self.g_q, self.g_a, self.g_f = gate_mlp(3 * d, d // 2), gate_mlp(3 * d, d // 2), gate_mlp(3 * d, d // 2)
+        self.g_q, self.g_a, self.g_f = (gate_mlp(3 * d, d // 2) for _ in range(3))
         self.ln1, self.ln2, self.ln3, self.ln4 = (nn.LayerNorm(d) for _ in range(4))
         self.ca = nn.MultiheadAttention(d, h, batch_first=True)
         self.sa = nn.MultiheadAttention(d, h, batch_first=True)
@@ -85,7 +85,8 @@ class NaiveBlock(nn.Module):
         xbar = (x * m).sum(1) / m.sum(1).clamp_min(1)
         s = torch.cat([xbar, a.mean(1), tbar], -1)
         q = x + torch.tanh(self.g_q(s)).unsqueeze(1) * F.normalize(tbar, dim=-1).unsqueeze(1)
-        x = x + torch.tanh(self.g_a(s)).unsqueeze(1) * self.ca(self.ln3(q), a, a, need_weights=False)[0]
+        attended = self.ca(self.ln3(q), a, a, need_weights=False)[0]
+        x = x + torch.tanh(self.g_a(s)).unsqueeze(1) * attended
         x = x + torch.tanh(self.g_f(s)).unsqueeze(1) * self.cff(self.ln4(x))
         h = self.ln1(x)
         x = x + self.sa(h, h, h, key_padding_mask=~vmask, need_weights=False)[0]
@@ -125,7 +126,8 @@ class NaiveModel(nn.Module):
         fn = F.normalize(fused, dim=-1)
         s = self.logit_scale.exp().clamp(max=100)
         vm = vmask.float()
-        glob = s * (tn * F.normalize((fused * vm.unsqueeze(-1)).sum(1) / vm.sum(1, keepdim=True), dim=-1)).sum(-1)
+        pooled = F.normalize((fused * vm.unsqueeze(-1)).sum(1) / vm.sum(1, keepdim=True), dim=-1)
+        glob = s * (tn * pooled).sum(-1)
         loc = (s * (fn * tn.unsqueeze(1)).sum(-1)).masked_fill(~vmask, -1e4).logsumexp(-1)
         return (glob + loc) / 2
 
@@ -135,8 +137,9 @@ class NaiveModel(nn.Module):
         B = len(clips)
         rows = []
         for i in range(B):  # text i
-            rows.append(torch.cat([self.score_pair(x0[j:j + 1], clips.video_mask[j:j + 1], a[j:j + 1],
-                                                   t[i:i + 1], texts.text_mask[i:i + 1])
+            rows.append(torch.cat([self.score_pair(x0[j:j + 1], clips.video_mask[j:j + 1],
+                                                   a[j:j + 1], t[i:i + 1],
+                                                   texts.text_mask[i:i + 1])
                                    for j in range(B)]))
         S = torch.stack(rows)
         y = torch.arange(B)
@@ -163,7 +166,8 @@ def bench_throughput(steps: int, batch: int) -> None:
 
     data = load_data("synthetic")
     # The reference config (model.md section 1) at the search's small CPU size.
-    cfg, _ = fit_to_data(FusionConfig(width=128, layers=2, heads=4, resampler_queries=8), data.shapes)
+    cfg, _ = fit_to_data(FusionConfig(width=128, layers=2, heads=4, resampler_queries=8),
+                         data.shapes)
     rng = np.random.default_rng(0)
     clip_idx = rng.choice(data.train.n_clips, size=batch, replace=False)
     text_idx = data.train.sample_captions(clip_idx, rng)
@@ -247,12 +251,14 @@ def estimate_costs_latency(fusion: FusionConfig, data) -> float:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--part", choices=["throughput", "proxy", "all"], default="all")
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--threads", type=int, default=0)
-    ap.add_argument("--data", default=None, help="data spec of the proxy trial (default: the space's)")
+    ap.add_argument("--data", default=None,
+                    help="data spec of the proxy trial (default: the space's)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)

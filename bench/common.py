@@ -29,7 +29,7 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 __all__ = ["ROOT", "RESULTS", "machine_info", "print_machine", "write_json", "summary",
-           "fmt_summary", "sample_configs", "data_overrides", "MemorySampler", "add_out_arg"]
+           "fmt_summary", "sample_configs", "MemorySampler", "add_out_arg"]
 
 
 # ----------------------------------------------------------------------------- machine
@@ -122,35 +122,30 @@ def fmt_summary(s: Mapping[str, float], fmt: str = ".3g") -> str:
 
 # ----------------------------------------------------------------------------- configs
 
-def data_overrides(shapes: Any) -> dict[str, int]:
-    """FusionConfig fields set from the data (as the search driver does)."""
-    from nas.data import model_inputs
-
-    return model_inputs(shapes)
-
-
 def sample_configs(space: Any, n: int, seed: int, shapes: Any,
-                   include_reference: bool = False) -> list[tuple[dict, Any, Any]]:
+                   include_reference: bool = False, fixed: dict[str, Any] | None = None
+                   ) -> list[tuple[dict, Any, Any]]:
     """``n`` distinct (params, FusionConfig, TrainConfig) drawn uniformly from a space.
 
     Uses the space module's own ``suggest`` driven by Optuna's RandomSampler (in memory),
     so conditional dimensions behave exactly as in a search. Invalid combinations and
-    repeats are skipped.
+    repeats are skipped. ``fixed`` pins some dimensions (name -> value) and draws the rest.
     """
     import optuna
     from optuna.distributions import CategoricalDistribution, IntDistribution
 
+    from nas.data import model_inputs
     from nas.search.space import InvalidCombination
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
-    over = data_overrides(shapes)
+    over = model_inputs(shapes)
     out: list[tuple[dict, Any, Any]] = []
     seen: set[str] = set()
     if include_reference:
         f, t = space.build(space.reference_params(), over)
         out.append((space.reference_params(), f, t))
-        seen.add(f.config_id + repr(sorted(t.to_dict().items())))
+        seen.add(f.fusion_id + repr(sorted(t.to_dict().items())))
     tries = 0
     while len(out) < n:
         tries += 1
@@ -159,6 +154,8 @@ def sample_configs(space: Any, n: int, seed: int, shapes: Any,
         trial = study.ask()
 
         def suggest(name: str, dist: Any, trial: Any = trial) -> Any:
+            if fixed and name in fixed:
+                return fixed[name]
             if isinstance(dist, CategoricalDistribution):
                 return trial.suggest_categorical(name, dist.choices)
             if isinstance(dist, IntDistribution):
@@ -171,7 +168,7 @@ def sample_configs(space: Any, n: int, seed: int, shapes: Any,
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
             continue
         study.tell(trial, state=optuna.trial.TrialState.FAIL)  # only the draw matters
-        key = f.config_id + repr(sorted(t.to_dict().items()))
+        key = f.fusion_id + repr(sorted(t.to_dict().items()))
         if key in seen:
             continue
         seen.add(key)

@@ -212,7 +212,7 @@ def table_costs(fusion: Any, shapes: Any = None, gallery: int = 1000,
     from nas.cost import estimate_costs
 
     if gallery == 1000 and not measure_latency and not kw and _CURRENT:
-        hit = _CURRENT[-1].table.by_fusion().get(fusion.config_id)
+        hit = _CURRENT[-1].table.by_fusion().get(fusion.fusion_id)
         if hit is not None:
             return dict(hit["costs"])
     return estimate_costs(fusion, shapes, gallery=gallery, measure_latency=measure_latency, **kw)

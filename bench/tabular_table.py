@@ -161,11 +161,11 @@ class Table:
         return sorted(s for s, n in have.items() if n == len(self.configs))
 
     def by_fusion(self) -> dict[str, dict[str, Any]]:
-        """FusionConfig.config_id -> a configuration row (the cost lookup)."""
+        """FusionConfig.fusion_id -> a configuration row (the cost lookup)."""
         if self._by_fusion is None:
             from nas.config import FusionConfig
 
-            self._by_fusion = {FusionConfig.from_dict(c["fusion"]).config_id: c
+            self._by_fusion = {FusionConfig.from_dict(c["fusion"]).fusion_id: c
                                for c in self.configs.values()}
         return self._by_fusion
 

@@ -22,6 +22,8 @@ class RetrievalAccumulator(Metric):
     full_state_update = False
     higher_is_better = None
     is_differentiable = False
+    ranks: list[Tensor]  # torchmetrics state; one concatenated Tensor while synced for compute
+
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -33,7 +35,7 @@ class RetrievalAccumulator(Metric):
 
     def compute(self) -> dict[str, float]:  # type: ignore[override]
         """t2v R@1/5/10, MdR, MnR and ``recall`` over every text seen so far."""
-        ranks = self.ranks
+        ranks: list[Tensor] | Tensor = self.ranks
         if isinstance(ranks, list):
             ranks = torch.cat(ranks) if ranks else torch.zeros(0, dtype=torch.long)
         out = rank_summary(ranks, "t2v")

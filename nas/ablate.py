@@ -75,7 +75,9 @@ def run_ablation(fusion: FusionConfig, train: TrainConfig, data: Any, seeds: int
     from nas.errors import TrainingFailed
 
     if trainer is None:
-        from nas.train import train_proxy as trainer
+        from nas.train import train_proxy
+
+        trainer = train_proxy
     variants = ablation_variants(fusion)
     total = len(variants) * seeds
     runs: list[AblationRun] = []

@@ -21,16 +21,16 @@ class _TensorBundle:
         for f in fields(self):  # type: ignore[arg-type]
             v = getattr(self, f.name)
             if isinstance(v, Tensor):
-                v = v.to(device, dtype=dtype if (dtype is not None and v.is_floating_point()) else None,
-                         non_blocking=True)
+                cast = dtype if (dtype is not None and v.is_floating_point()) else None
+                v = v.to(device, dtype=cast, non_blocking=True)
             out[f.name] = v
         return replace(self, **out)  # type: ignore[type-var]
 
     def index(self, idx: Tensor | slice):
         """Rows ``idx`` of every tensor (first dimension)."""
-        return replace(self, **{f.name: (getattr(self, f.name)[idx]  # type: ignore[type-var]
-                                         if isinstance(getattr(self, f.name), Tensor) else getattr(self, f.name))
-                                for f in fields(self)})  # type: ignore[arg-type]
+        values = {f.name: getattr(self, f.name) for f in fields(self)}  # type: ignore[arg-type]
+        return replace(self, **{k: v[idx] if isinstance(v, Tensor) else v  # type: ignore[type-var]
+                                for k, v in values.items()})
 
     def __len__(self) -> int:
         first = getattr(self, fields(self)[0].name)  # type: ignore[arg-type]

@@ -20,7 +20,7 @@ import hashlib
 import json
 import math
 import os
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal, Mapping, get_args, get_origin, get_type_hints
 
@@ -30,6 +30,7 @@ from nas._io import atomic_write_text
 from nas.errors import UserError
 
 __all__ = [
+    "COST_GALLERY",
     "ConfigError",
     "FusionConfig",
     "TrainConfig",
@@ -39,6 +40,10 @@ __all__ = [
     "load_config_file",
     "save_config_file",
 ]
+
+# The gallery size the query cost is counted at (query_gflops, latency_ms): the search,
+# the verdict and the cost model's defaults all use this one number.
+COST_GALLERY = 1000
 
 GateInputs = Literal["va", "vat"]
 QueryFusion = Literal["none", "scalar", "per_head"]
@@ -227,11 +232,6 @@ class FusionConfig(_Base):
         return _hash12(self.to_dict())
 
     @property
-    def config_id(self) -> str:
-        """Older name of :attr:`fusion_id` (kept so code written against it still runs)."""
-        return self.fusion_id
-
-    @property
     def active_components(self) -> list[str]:
         """Names of the components that differ from a plain text-agnostic AVIGATE model.
 
@@ -274,7 +274,8 @@ class TrainConfig(_Base):
         _check(self.batch_size >= 2, "batch_size",
                f"must be >= 2 for a contrastive loss, got {self.batch_size}")
         _check(self.epochs > 0, "epochs", f"must be > 0, got {self.epochs}")
-        _check(0 <= self.warmup_frac < 1, "warmup_frac", f"must be in [0, 1), got {self.warmup_frac}")
+        _check(0 <= self.warmup_frac < 1, "warmup_frac",
+               f"must be in [0, 1), got {self.warmup_frac}")
         _check(self.grad_clip >= 0, "grad_clip", f"must be >= 0, got {self.grad_clip}")
         _check(self.negatives >= 0, "negatives", f"must be >= 0, got {self.negatives}")
         _check(self.eval_chunk >= 1, "eval_chunk", f"must be >= 1, got {self.eval_chunk}")

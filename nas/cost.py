@@ -33,8 +33,8 @@ import torch
 import torch.utils.flop_counter as _fc
 from torch.utils.flop_counter import FlopCounterMode
 
-from nas.config import FusionConfig
-from nas.data import DataShapes, model_inputs
+from nas.config import COST_GALLERY, FusionConfig
+from nas.data import DataShapes, fit_to_data
 
 __all__ = ["DEFAULT_SHAPES", "FlopProfile", "count_flops", "estimate_costs", "flop_profile",
            "measure_latency_ms", "random_inputs"]
@@ -131,12 +131,6 @@ def _shapes_of(cfg: FusionConfig, shapes: Any) -> DataShapes:
                    int(shapes.frames), int(shapes.audio_tokens), int(shapes.text_tokens))
 
 
-def _fit(cfg: FusionConfig, s: DataShapes) -> FusionConfig:
-    """The config with the data's input dims (as training builds it)."""
-    changes = {k: v for k, v in model_inputs(s).items() if getattr(cfg, k) != v}
-    return cfg.replace(**changes) if changes else cfg
-
-
 def random_inputs(s: DataShapes, n_clips: int, n_texts: int, device: Any = "cpu",
                   seed: int = 0) -> tuple[Any, Any]:
     """A ClipBatch and a TextBatch of random features, every position valid."""
@@ -172,8 +166,8 @@ def _profile(cfg: FusionConfig, s: DataShapes) -> FlopProfile:
     # trial starts: so each pass runs once (the counted encodings are reused) and the
     # first-stage passes run only for the configs whose query cost includes them.
     with torch.no_grad():
-        index, enc = _counted(lambda: model.encode_clips(clips))
-        index /= _LARGE
+        index_total, enc = _counted(lambda: model.encode_clips(clips))
+        index = index_total / _LARGE
         text, tenc = _counted(lambda: model.encode_texts(texts))
 
         def pairs(n: int) -> tuple[int, int]:
@@ -203,7 +197,7 @@ def _profile(cfg: FusionConfig, s: DataShapes) -> FlopProfile:
 
 def _sub(enc: Any, n: int) -> Any:
     """The first ``n`` clips of a ClipEncoding."""
-    out = {}
+    out: dict[str, Any] = {}
     for f in dataclasses.fields(enc):
         v = getattr(enc, f.name)
         if v is None:
@@ -218,10 +212,10 @@ def _sub(enc: Any, n: int) -> Any:
 def flop_profile(cfg: FusionConfig, shapes: Any = None) -> FlopProfile:
     """The (cached) FLOP profile of ``cfg`` at ``shapes`` (dims fitted to the shapes)."""
     s = _shapes_of(cfg, shapes)
-    return _profile(_fit(cfg, s), s)
+    return _profile(fit_to_data(cfg, s)[0], s)
 
 
-def estimate_costs(cfg: FusionConfig, shapes: Any = None, gallery: int = 1000,
+def estimate_costs(cfg: FusionConfig, shapes: Any = None, gallery: int = COST_GALLERY,
                    measure_latency: bool = False,
                    skip_fraction: Sequence[float] | None = None) -> dict[str, float]:
     """Costs of ``cfg`` before any training (random weights; pure and cached).
@@ -264,13 +258,15 @@ def estimate_costs(cfg: FusionConfig, shapes: Any = None, gallery: int = 1000,
 
         s = _shapes_of(cfg, shapes)
         torch.manual_seed(0)
-        model = build_model(_fit(cfg, s)).eval()
-        out["latency_ms"] = measure_latency_ms(model, _fit(cfg, s), shapes, gallery)
+        fitted, _ = fit_to_data(cfg, s)
+        model = build_model(fitted).eval()
+        out["latency_ms"] = measure_latency_ms(model, fitted, shapes, gallery)
     return out
 
 
 @torch.no_grad()
-def measure_latency_ms(model: Any, cfg: FusionConfig, shapes: Any = None, gallery: int = 1000,
+def measure_latency_ms(model: Any, cfg: FusionConfig, shapes: Any = None,
+                       gallery: int = COST_GALLERY,
                        device: Any = None, repeats: int = 5, chunk: int = 4096,
                        budget_s: float = 10.0) -> float:
     """Median wall time (ms) to answer one new text against ``gallery`` indexed clips.

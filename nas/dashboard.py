@@ -84,9 +84,11 @@ def attach_gate_artifacts(study: Any, artifact_store: Any,
     """
     from optuna.artifacts import upload_artifact
 
-    storage = study._storage  # the public API accepts it for FrozenTrial uploads
+    from nas.search._optuna import storage_of, study_id
+
+    storage = storage_of(study)  # the public API accepts it for FrozenTrial uploads
     todo = list(study.get_trials(deepcopy=False) if trials is None else trials)
-    on_study = _existing_names(storage.get_study_system_attrs(study._study_id))
+    on_study = _existing_names(storage.get_study_system_attrs(study_id(study)))
     uploaded: list[str] = []
     with tempfile.TemporaryDirectory(prefix="nas-gates-") as tmp:
         for t in todo:
@@ -128,7 +130,9 @@ def attach_running_trial_gates(study: Any, artifact_store: Any, trial_id: int,
     when the trial already has one (a re-run of the same record)."""
     from optuna.artifacts import upload_artifact
 
-    storage = study._storage
+    from nas.search._optuna import storage_of
+
+    storage = storage_of(study)
     trial = storage.get_trial(trial_id)
     name = gate_artifact_name(trial.number)
     if not gates or name in _existing_names(trial.system_attrs):

@@ -33,6 +33,7 @@ from nas.config import FusionConfig, TrainConfig, config_key, save_config_file
 from nas.errors import UserError
 from nas.report.data import normalise
 from nas.search.pareto import direction_signs, is_full_budget, pareto_front, to_losses
+from nas.search.records import TrialStatus
 
 __all__ = ["ExportError", "Pick", "choose_trial", "export_trial", "knee_index", "parse_pick",
            "refuse_reason"]
@@ -127,11 +128,12 @@ def refuse_reason(trial: Any, full_budget: Any = None) -> str | None:
     status = str(ua.get("status", trial.state.name.lower()))
     budget = ua.get("budget")
     full = full_budget if full_budget is not None else ua.get("full_budget_epochs")
-    if status == "stopped" or trial.state.name == "PRUNED":
+    if status == TrialStatus.STOPPED or trial.state.name == "PRUNED":
         where = (f" at {budget:g} of {float(full):g} epochs" if budget is not None and full
                  is not None else (f" at {budget:g} epochs" if budget is not None else ""))
         why = f"was stopped{where} (status {status})"
-    elif status in ("failed", "infeasible", "duplicate") or trial.state.name == "FAIL":
+    elif status in (TrialStatus.FAILED, TrialStatus.INFEASIBLE, TrialStatus.DUPLICATE) or \
+            trial.state.name == "FAIL":
         reason = ua.get("fail_reason")
         why = f"did not complete (status {status}{': ' + str(reason) if reason else ''})"
     else:

@@ -1,4 +1,5 @@
-"""Retrieval metrics (model.md section 5): R@1/5/10, median and mean rank, both directions.
+"""Retrieval metrics (model.md section 5): R@1/5/10, median and mean rank, mean reciprocal
+rank, both directions.
 
 Conventions, fixed once here:
 
@@ -84,14 +85,18 @@ def v2t_ranks(S: Tensor, text_clip: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def rank_summary(ranks: Tensor, prefix: str) -> dict[str, float]:
-    """R@1/5/10 (percent), MdR and MnR of a vector of 1-based ranks, keys ``{prefix}_r1`` ..."""
+    """R@1/5/10 (percent), MdR, MnR and MRR of 1-based ranks, keys ``{prefix}_r1`` ..."""
     r = ranks.double().reshape(-1)
     if r.numel() == 0:
         nan = float("nan")
-        return {f"{prefix}_r{k}": nan for k in _KS} | {f"{prefix}_mdr": nan, f"{prefix}_mnr": nan}
+        return {f"{prefix}_r{k}": nan for k in _KS} | {f"{prefix}_mdr": nan, f"{prefix}_mnr": nan,
+                                                       f"{prefix}_mrr": nan}
     out = {f"{prefix}_r{k}": float((r <= k).double().mean() * 100.0) for k in _KS}
     out[f"{prefix}_mdr"] = float(torch.quantile(r, 0.5))  # linear interpolation == numpy.median
     out[f"{prefix}_mnr"] = float(r.mean())
+    # Mean reciprocal rank (0-1): moves with every rank, where R@k moves only when a
+    # target crosses k (a finer signal on a small gallery, e.g. at a proxy's first rung).
+    out[f"{prefix}_mrr"] = float((1.0 / r).mean())
     return out
 
 
@@ -99,7 +104,7 @@ def rank_summary(ranks: Tensor, prefix: str) -> dict[str, float]:
 def retrieval_metrics(S: Tensor, text_clip: Tensor) -> dict[str, float]:
     """Text-to-video and video-to-text metrics of a score matrix ``S[N_t, N_v]``.
 
-    Keys: ``t2v_r1, t2v_r5, t2v_r10, t2v_mdr, t2v_mnr``, the same with ``v2t_``, plus
+    Keys: ``t2v_r1, t2v_r5, t2v_r10, t2v_mdr, t2v_mnr, t2v_mrr``, the same with ``v2t_``, plus
     ``recall`` (t2v R@1+R@5+R@10, percent) and ``v2t_recall``. See the module docstring for
     tie, NaN and multi-caption conventions.
     """

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 from nas.config import FusionConfig, TrainConfig
-from nas.data import model_inputs
+from nas.data import fit_to_data
 from nas.errors import TrainingFailed, UserError
 
 __all__ = [
@@ -91,17 +91,6 @@ def resolve_device(spec: str) -> torch.device:
             raise UserError(f"device {spec!r}: only {torch.cuda.device_count()} CUDA device(s)")
         return dev
     return torch.device(spec)
-
-
-def fit_to_data(fusion: FusionConfig, shapes: Any) -> tuple[FusionConfig, list[str]]:
-    """The config with its input dims set from the data; and what changed, in words.
-
-    ``video_dim``, ``audio_dim``, ``text_dim`` must equal the feature widths, and
-    ``max_frames`` the data's frame count (it sizes the frame position embedding).
-    """
-    changes = {k: v for k, v in model_inputs(shapes).items() if getattr(fusion, k) != v}
-    notes = [f"{k}: {getattr(fusion, k)} -> {v} (from the data)" for k, v in changes.items()]
-    return (fusion.replace(**changes) if changes else fusion), notes
 
 
 @contextlib.contextmanager
@@ -158,6 +147,7 @@ class Trainer:
 
     def __init__(self, fusion: FusionConfig, train: TrainConfig, data: Any,
                  budget_epochs: float | None = None, device: torch.device | None = None) -> None:
+        from nas.evaluate import tune_malloc
         from nas.model import build_model
 
         self.fusion, self.fit_notes = fit_to_data(fusion, data.shapes)
@@ -176,9 +166,11 @@ class Trainer:
         self.steps_per_epoch = max(1, len(self._clips) // self.batch)
         self.total_steps = self.steps_for(self.budget)
 
+        tune_malloc()  # text-conditioned steps allocate and free the same activations
         torch.manual_seed(train.seed)
         self.model = build_model(self.fusion).to(self.device)
-        decay, no_decay = [], []
+        decay: list[torch.nn.Parameter] = []
+        no_decay: list[torch.nn.Parameter] = []
         for p in self.model.parameters():
             if p.requires_grad:
                 (decay if p.ndim >= 2 else no_decay).append(p)
@@ -298,6 +290,16 @@ class Trainer:
                                  "similarity scores are not finite")
         return {k: float(v) for k, v in retrieval_metrics(S.cpu(), text_clip).items()}
 
+    def evaluate_rung(self, started: float, gate_recorder: Any = None) -> dict[str, float]:
+        """Validation metrics at this point of training, with ``epochs``, ``step``,
+        ``train_loss`` (the mean since the last rung) and ``wall_s`` (since ``started``, a
+        ``time.perf_counter()``); also appended to ``history``."""
+        metrics = self.evaluate(gate_recorder=gate_recorder)
+        metrics.update(epochs=self.epoch, step=float(self.step),
+                       train_loss=self.pop_train_loss(), wall_s=time.perf_counter() - started)
+        self.history.append(dict(metrics))
+        return metrics
+
     def _gallery(self, split: Any) -> tuple[Any, Any, torch.Tensor]:
         clips = split.clip_batch(np.arange(split.n_clips), device=self.device)
         texts = split.text_batch(np.arange(split.n_texts), device=self.device)
@@ -407,11 +409,7 @@ def train_proxy(fusion: FusionConfig, train: TrainConfig, data: Any,
             trainer.train_until(trainer.steps_for(epochs), progress)
             last = i == len(rung_list) - 1
             recorder = GateRecorder() if last else None
-            metrics = trainer.evaluate(gate_recorder=recorder)
-            metrics.update(epochs=trainer.epoch, step=float(trainer.step),
-                           train_loss=trainer.pop_train_loss(),
-                           wall_s=time.perf_counter() - t0)
-            trainer.history.append(dict(metrics))
+            metrics = trainer.evaluate_rung(t0, gate_recorder=recorder)
             if recorder is not None:
                 gate_stats = gate_statistics(recorder)
                 gate_warnings(gate_stats)

@@ -3,9 +3,21 @@
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
+from pathlib import Path
 
 import pytest
+
+# The test evaluator (tests/faulty_evaluator.py) is handed to the search by its import path,
+# ``tests.faulty_evaluator``: this checkout must be on the path of this process, of the Ray
+# workers it starts (they inherit the environment) and of the commands tests run.
+REPO = str(Path(__file__).resolve().parents[1])
+if REPO not in sys.path:
+    sys.path.insert(0, REPO)
+if REPO not in os.environ.get("PYTHONPATH", "").split(os.pathsep):
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        p for p in (REPO, os.environ.get("PYTHONPATH", "")) if p)
 
 # Ray 2.60 enables token auth and writes under $HOME; keep tests self-contained.
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")

@@ -5,8 +5,14 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from nas.config import (ConfigError, FusionConfig, TrainConfig, config_to_yaml,
-                        load_config_file, save_config_file)
+from nas.config import (
+    ConfigError,
+    FusionConfig,
+    TrainConfig,
+    config_to_yaml,
+    load_config_file,
+    save_config_file,
+)
 from nas.errors import UserError
 
 
@@ -72,14 +78,14 @@ def test_yaml_round_trip_and_stable_id(tmp_path) -> None:
     path = save_config_file(tmp_path / "c.yaml", cfg, tcfg, meta={"study": "s"})
     cfg2, tcfg2 = load_config_file(path)
     assert cfg2 == cfg and tcfg2 == tcfg
-    assert cfg2.config_id == cfg.config_id
-    assert cfg.replace(width=128).config_id != cfg.config_id
+    assert cfg2.fusion_id == cfg.fusion_id
+    assert cfg.replace(width=128).fusion_id != cfg.fusion_id
     # The id depends on content only, not on key order in the file.
     doc = yaml.safe_load(config_to_yaml(cfg, tcfg))
     reordered = {"train": doc["train"], "fusion": dict(reversed(list(doc["fusion"].items())))}
     (tmp_path / "r.yaml").write_text(yaml.safe_dump(reordered, sort_keys=False))
-    assert load_config_file(tmp_path / "r.yaml")[0].config_id == cfg.config_id
-    assert len(cfg.config_id) == 12
+    assert load_config_file(tmp_path / "r.yaml")[0].fusion_id == cfg.fusion_id
+    assert len(cfg.fusion_id) == 12
 
 
 def test_config_file_errors_name_the_file(tmp_path) -> None:

@@ -34,7 +34,8 @@ def test_the_check_itself_can_fail() -> None:
     assert _loaded_after(["nas.search.driver"], ["optuna", "ray"]) == ["optuna"]
 
 
-@pytest.mark.parametrize("module", ["nas.export", "nas.dashboard", "nas.cli.export", "nas.cli.dashboard"])
+@pytest.mark.parametrize("module",
+                         ["nas.export", "nas.dashboard", "nas.cli.export", "nas.cli.dashboard"])
 def test_export_and_dashboard_do_not_import_plotly(module: str) -> None:
     assert _loaded_after([module], ["plotly"]) == []
 

@@ -46,6 +46,7 @@ def _ref_metrics(S: np.ndarray, text_clip: np.ndarray) -> dict[str, float]:
             out[f"{name}_r{k}"] = 100.0 * float(np.mean(r <= k))
         out[f"{name}_mdr"] = float(np.median(r))
         out[f"{name}_mnr"] = float(np.mean(r))
+        out[f"{name}_mrr"] = float(np.mean(1.0 / r))
     out["recall"] = out["t2v_r1"] + out["t2v_r5"] + out["t2v_r10"]
     out["v2t_recall"] = out["v2t_r1"] + out["v2t_r5"] + out["v2t_r10"]
     return out
@@ -105,9 +106,10 @@ def test_identity_perfect_and_reversed() -> None:
     n = 12
     m = retrieval_metrics(torch.eye(n), torch.arange(n))
     assert m["t2v_r1"] == 100.0 and m["v2t_r1"] == 100.0 and m["recall"] == 300.0
-    assert m["t2v_mdr"] == 1.0 and m["t2v_mnr"] == 1.0
+    assert m["t2v_mdr"] == 1.0 and m["t2v_mnr"] == 1.0 and m["t2v_mrr"] == 1.0
     m = retrieval_metrics(-torch.eye(n), torch.arange(n))
     assert m["t2v_r10"] == 0.0 and m["t2v_mdr"] == n and m["v2t_mnr"] == n
+    assert m["t2v_mrr"] == pytest.approx(1.0 / n)
 
 
 def test_nan_never_helps_the_target() -> None:

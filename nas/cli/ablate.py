@@ -7,6 +7,7 @@ import math
 import sys
 from pathlib import Path
 
+from nas.cli.train import add_config_args
 from nas.errors import UserError
 
 
@@ -15,12 +16,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        description="Train CONFIG and, for each active component, CONFIG "
                                    "without it, per seed; print mean ± std and write "
                                    "ablation.csv and ablation.json.")
-    p.add_argument("--config", required=True, metavar="CFG.yaml", help="config file")
+    add_config_args(p)
     p.add_argument("--seeds", type=int, default=3, help="seeds per variant (default 3)")
-    p.add_argument("--data", default=None, metavar="SPEC",
-                   help="'synthetic', 'synthetic:clips=N,seed=S', 'digits' or a feature directory "
-                        "(default: the config's meta.data, as written by nas export, "
-                        "else synthetic)")
     p.add_argument("--epochs", type=float, default=None, metavar="N",
                    help="override train.epochs (the budget of every run)")
     p.add_argument("--out", default=None, metavar="DIR",

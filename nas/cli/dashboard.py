@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-
-from nas import DEFAULT_STORAGE
 from pathlib import Path
 
+from nas import DEFAULT_STORAGE
 from nas.errors import UserError
 
 

@@ -118,9 +118,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    help="start no new trial when the study's or the artifacts' disk has "
                         "less free space; stop cleanly instead (default: 100MiB; 0: off)")
     p.add_argument("--quiet", action="store_true", help="no progress line")
-    # Hidden: the torch-free fake evaluator and in-process execution (tests, debugging).
-    p.add_argument("--evaluator", default="real", choices=["real", "fake"],
-                   help=argparse.SUPPRESS)
+    # Hidden: another evaluator ('fake': the torch-free one of nas.search.testing, or a
+    # module's import path, see EvaluatorSpec.named) and in-process execution (tests).
+    p.add_argument("--evaluator", default="real", help=argparse.SUPPRESS)
     p.add_argument("--executor", default="ray", choices=["ray", "local"], help=argparse.SUPPRESS)
     p.set_defaults(func=run)
     return p
@@ -129,9 +129,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 def run(args: argparse.Namespace) -> int:
     """Parse, delegate to ``nas.search.driver.run_search``, print the front and hints."""
     started_at = time.monotonic()  # the time budget counts from here (before the imports)
+    import optuna
+
     from nas.search.driver import SearchOptions, format_front, run_search
     from nas.search.evaluator import EvaluatorSpec, RayOptions
-    import optuna
 
     if args.concurrency < 0:
         raise UserError(f"--concurrency must be >= 0, got {args.concurrency}")

@@ -37,11 +37,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         description="Train one configuration (a config file with fusion: and train: "
                     "sections, e.g. written by `nas export`) and save a self-describing "
                     "checkpoint, per-epoch metrics and gate statistics.")
-    p.add_argument("--config", required=True, metavar="CFG.yaml", help="config file")
-    p.add_argument("--data", default=None, metavar="SPEC",
-                   help="'synthetic', 'synthetic:clips=2000,seed=1', 'digits' or a feature directory "
-                        "(default: the config's meta.data, as written by nas export, "
-                        "else synthetic)")
+    add_config_args(p)
     p.add_argument("--epochs", type=float, default=None, metavar="N",
                    help="training budget in epochs (default: the config's train.epochs)")
     p.add_argument("--out", default=None, metavar="DIR",
@@ -106,6 +102,16 @@ def _fmt_s(s: float) -> str:
     return f"{m}:{sec:02d}"
 
 
+def add_config_args(p: argparse.ArgumentParser) -> None:
+    """``--config`` and ``--data`` of the commands that train a config file (train, ablate);
+    :func:`config_data` resolves the data."""
+    p.add_argument("--config", required=True, metavar="CFG.yaml", help="config file")
+    p.add_argument("--data", default=None, metavar="SPEC",
+                   help="'synthetic', 'synthetic:clips=2000,seed=1', 'digits' or a feature "
+                        "directory (default: the config's meta.data, as written by nas export, "
+                        "else synthetic)")
+
+
 def config_data(arg: str | None, config: str) -> tuple[str, str]:
     """The data spec to train on and where it came from: ``--data``, else the config file's
     ``meta.data`` (what ``nas export`` records: the study's data), else ``synthetic``."""
@@ -155,8 +161,13 @@ def run(args: argparse.Namespace) -> int:
     from nas.config import config_key, load_config_file, save_config_file
     from nas.data import load_data
     from nas.evaluate import GateRecorder, gate_statistics
-    from nas.train import (GateSaturationWarning, Trainer, gate_warnings, resolve_device,
-                           training_runtime)
+    from nas.train import (
+        GateSaturationWarning,
+        Trainer,
+        gate_warnings,
+        resolve_device,
+        training_runtime,
+    )
 
     err = sys.stderr
     fusion, train = load_config_file(args.config)
@@ -221,11 +232,7 @@ def run(args: argparse.Namespace) -> int:
             trainer.train_until(target, bar)
             is_last = i == len(ends) - 1
             recorder = GateRecorder() if is_last else None
-            m = trainer.evaluate(gate_recorder=recorder)
-            m.update(epochs=trainer.epoch, step=float(trainer.step),
-                     train_loss=trainer.pop_train_loss(),
-                     wall_s=time.perf_counter() - bar.t0)
-            trainer.history.append(m)
+            m = trainer.evaluate_rung(bar.t0, gate_recorder=recorder)
             improved = m["recall"] > best_recall
             if improved:
                 best_recall = m["recall"]

@@ -46,9 +46,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="runs at once (default: CPUs / --cpus-per-trial)")
     p.add_argument("--cpus-per-trial", type=_pos_float, default=1.0, metavar="N")
     p.add_argument("--gpus-per-trial", type=_nonneg_float, default=0.0, metavar="F")
-    # Hidden, as for nas search: the fake evaluator and in-process execution (tests).
-    p.add_argument("--evaluator", default="real", choices=["real", "fake"],
-                   help=argparse.SUPPRESS)
+    # Hidden, as for nas search: another evaluator and in-process execution (tests).
+    p.add_argument("--evaluator", default="real", help=argparse.SUPPRESS)
     p.add_argument("--executor", default="ray", choices=["ray", "local"], help=argparse.SUPPRESS)
     p.set_defaults(func=run)
 
@@ -58,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
 
     from nas.cli.dashboard import check_sqlite_exists
     from nas.cli.export import load_study
+    from nas.search._optuna import storage_of
     from nas.search.driver import check_ray_address
     from nas.search.evaluator import EvaluatorSpec, RayOptions
     from nas.verdict import output
@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
                                          gpus_per_trial=args.gpus_per_trial),
                           evaluator=EvaluatorSpec.named(args.evaluator),
                           executor=args.executor)
-    res = run_verdict(study, study._storage, opts)
+    res = run_verdict(study, storage_of(study), opts)
     doc = res.doc
     print(output.format_quick(doc))
     if "rows" in doc:

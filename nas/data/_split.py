@@ -1,15 +1,19 @@
-"""The in-memory (or memory-mapped) form of a retrieval dataset: Split, RetrievalData, DataShapes."""
+"""The in-memory (or memory-mapped) form of a retrieval dataset: Split, RetrievalData,
+DataShapes."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from nas.batch import ClipBatch, TextBatch
+
+if TYPE_CHECKING:
+    from nas.config import FusionConfig
 
 __all__ = ["Split", "RetrievalData", "DataShapes"]
 
@@ -140,6 +144,18 @@ def model_inputs(shapes: Any) -> dict[str, int]:
     """
     return {"video_dim": int(shapes.video_dim), "audio_dim": int(shapes.audio_dim),
             "text_dim": int(shapes.text_dim), "max_frames": max(int(shapes.frames), 1)}
+
+
+def fit_to_data(fusion: FusionConfig, shapes: Any) -> tuple[FusionConfig, list[str]]:
+    """The config with its input sizes set from the data; and what changed, in words.
+
+    ``video_dim``, ``audio_dim``, ``text_dim`` must equal the feature widths, and
+    ``max_frames`` the data's frame count (it sizes the frame position embedding).
+    Training and the cost model both build their model from this config.
+    """
+    changes = {k: v for k, v in model_inputs(shapes).items() if getattr(fusion, k) != v}
+    notes = [f"{k}: {getattr(fusion, k)} -> {v} (from the data)" for k, v in changes.items()]
+    return (fusion.replace(**changes) if changes else fusion), notes
 
 
 @dataclass(eq=False)

@@ -22,6 +22,7 @@ import io
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -59,7 +60,7 @@ class DigitsSpec:
 
 def digits_spec_from_options(options: dict[str, str], source: str = "digits") -> DigitsSpec:
     """A :class:`DigitsSpec` from ``key=value`` strings; DataError naming a bad key or value."""
-    values: dict[str, object] = {}
+    values: dict[str, Any] = {}
     for key, raw in options.items():
         if key == "file":
             values[key] = raw
@@ -105,7 +106,8 @@ def _tables(path: str) -> dict[str, np.ndarray]:
 
 
 def _frames(images: np.ndarray, frame_image: np.ndarray, frame_shift: np.ndarray) -> np.ndarray:
-    """Video ``[N, F, 64]`` float16: each frame's 8x8 image shifted by (dy, dx), zero-filled, /16."""
+    """Video ``[N, F, 64]`` float16: each frame's 8x8 image shifted by (dy, dx), zero-filled,
+    divided by 16."""
     padded = np.pad(images.reshape(-1, 8, 8), ((0, 0), (1, 1), (1, 1)))
     out = np.zeros(frame_image.shape + (8, 8), dtype=np.uint8)
     for dy in (-1, 0, 1):

@@ -115,7 +115,8 @@ def read_wav(path: Path) -> np.ndarray:
     """Samples of an 8 kHz mono 16-bit WAV as float64 in [-1, 1); DataError naming the file."""
     try:
         with wave.open(str(path), "rb") as w:
-            ch, width, rate, n = w.getnchannels(), w.getsampwidth(), w.getframerate(), w.getnframes()
+            ch, width = w.getnchannels(), w.getsampwidth()
+            rate, n = w.getframerate(), w.getnframes()
             raw = w.readframes(n)
     except (wave.Error, EOFError, OSError) as e:
         raise DataError(f"{path}: not a readable WAV file ({str(e) or type(e).__name__})") from None
@@ -184,7 +185,8 @@ def _sklearn_digits() -> tuple[np.ndarray, np.ndarray]:
     try:
         from sklearn.datasets import load_digits
     except ImportError:
-        raise UserError("building the digits data needs scikit-learn: pip install 'nas[data]'") from None
+        raise UserError("building the digits data needs scikit-learn: "
+                        "pip install 'nas[data]'") from None
     d = load_digits()
     images = np.asarray(d.data).astype(np.uint8)
     if images.shape != (N_IMAGES, 64):
@@ -239,7 +241,7 @@ def _compose(rng: np.random.Generator, n: int, unique: bool) -> tuple[list, np.n
                 return seen, heard
         raise RuntimeError("digits builder: cannot compose unique captions; lower CLIPS")
 
-    plans = []
+    plans: list[tuple[np.ndarray, int, int, int]] = []
     for _ in range(pairs):
         seen, (h1, h2) = draw(2)
         i = len(plans)

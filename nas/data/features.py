@@ -40,6 +40,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from typing import Literal, overload
 
 import numpy as np
 
@@ -56,6 +57,14 @@ _SCAN_ELEMENTS = 1 << 23  # elements per chunk of the NaN/inf scan (32 MiB of fl
 
 
 # ------------------------------------------------------------------------------- reading --
+@overload
+def _load(d: str, fname: str, required: Literal[True]) -> np.ndarray: ...
+
+
+@overload
+def _load(d: str, fname: str, required: Literal[False]) -> np.ndarray | None: ...
+
+
 def _load(d: str, fname: str, required: bool) -> np.ndarray | None:
     path = os.path.join(d, fname)
     if not os.path.exists(path):
@@ -95,7 +104,8 @@ def _finite(a: np.ndarray, path: str, what: str) -> None:
         block = np.asarray(a[s:s + rows])
         ok = np.isfinite(block).reshape(len(block), -1).all(axis=1)
         if not ok.all():
-            raise DataError(f"{path}: contains NaN or inf (first at {what} {s + int(np.argmin(ok))})")
+            first = s + int(np.argmin(ok))
+            raise DataError(f"{path}: contains NaN or inf (first at {what} {first})")
 
 
 def _flags(a: np.ndarray, path: str) -> np.ndarray:
@@ -174,10 +184,10 @@ def read_split(d: str) -> Split:
     text_mask = mask("text_mask.npy", (m, t), "[M, T]", "text.npy")
     for mk, fname, what in ((video_mask, "video_mask.npy", "clip"),
                             (text_mask, "text_mask.npy", "caption")):
-        empty = np.flatnonzero(~mk.any(axis=1))
-        if len(empty):
-            raise DataError(f"{p(fname)}: {what} {int(empty[0])} has no valid entry "
-                            f"({len(empty)} such rows)")
+        empty_rows = np.flatnonzero(~mk.any(axis=1))
+        if len(empty_rows):
+            raise DataError(f"{p(fname)}: {what} {int(empty_rows[0])} has no valid entry "
+                            f"({len(empty_rows)} such rows)")
     raw = _load(d, "has_audio.npy", False)
     if raw is None:
         has_audio = np.ones(n, dtype=bool)

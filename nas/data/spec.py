@@ -1,4 +1,5 @@
-"""Data spec strings: ``synthetic[:key=value,...]``, ``digits[:key=value,...]`` or a feature-directory path."""
+"""Data spec strings: ``synthetic[:key=value,...]``, ``digits[:key=value,...]`` or a
+feature-directory path."""
 
 from __future__ import annotations
 
@@ -42,8 +43,9 @@ def parse_spec(spec: str) -> SyntheticSpec | DigitsSpec | str:
     path = os.path.expanduser(spec)
     if not os.path.isdir(path):
         what = "is not a directory" if os.path.exists(path) else "does not exist"
-        raise DataError(f"data spec {spec!r}: {path} {what} (expected 'synthetic[:key=value,...]', "
-                        "'digits[:key=value,...]' or a feature directory with train/ [val/] [test/])")
+        raise DataError(f"data spec {spec!r}: {path} {what} (expected "
+                        "'synthetic[:key=value,...]', 'digits[:key=value,...]' or a feature "
+                        "directory with train/ [val/] [test/])")
     return path
 
 

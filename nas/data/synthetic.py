@@ -47,8 +47,8 @@ import numpy as np
 from nas.data._split import RetrievalData, Split
 from nas.errors import DataError
 
-__all__ = ["SyntheticSpec", "PRESETS", "make_synthetic", "make_split", "linear_probe", "probe_scores",
-           "world_of"]
+__all__ = ["SyntheticSpec", "PRESETS", "make_synthetic", "make_split", "linear_probe",
+           "probe_scores", "world_of"]
 
 # Clip kinds.
 NORMAL, DECISIVE, SILENT = 0, 1, 2
@@ -202,7 +202,8 @@ def _clip_plan(spec: SyntheticSpec, n: int, rng: np.random.Generator):
 
 def make_split(spec: SyntheticSpec, world: _World, n: int, rng: np.random.Generator,
                chunk: int = 1024) -> tuple[Split, np.ndarray]:
-    """Generate one split of ``n`` clips; also returns the clip kinds (0 normal, 1 decisive, 2 silent)."""
+    """Generate one split of ``n`` clips; also returns the clip kinds (0 normal, 1 decisive,
+    2 silent)."""
     dt = np.dtype(spec.dtype)
     F, A, T = spec.frames, spec.audio_tokens, spec.text_tokens
     kinds, vis, aud = _clip_plan(spec, n, rng)
@@ -346,6 +347,7 @@ def spec_from_options(options: dict[str, str], source: str = "synthetic") -> Syn
         if key not in types:
             raise DataError(f"{source}: unknown key {key!r}; known keys: preset, dim, "
                             + ", ".join(types))
+        v: int | float | str
         try:
             t = types[key]
             if t is int:
@@ -357,7 +359,8 @@ def spec_from_options(options: dict[str, str], source: str = "synthetic") -> Syn
             else:
                 v = str(raw)
         except ValueError:
-            raise DataError(f"{source}: {key}={raw!r} is not a valid {types[key].__name__}") from None
+            raise DataError(f"{source}: {key}={raw!r} is not a valid "
+                            f"{types[key].__name__}") from None
         values[key] = v
     try:
         return replace(base, **values)
@@ -367,7 +370,8 @@ def spec_from_options(options: dict[str, str], source: str = "synthetic") -> Syn
 
 def probe_scores(data: RetrievalData, use_audio: bool = True, ridge: float = 1.0,
                  split: str = "val"):
-    """Score matrix ``S[M, N]`` of ``split`` by a ridge-regression probe (see :func:`linear_probe`)."""
+    """Score matrix ``S[M, N]`` of ``split`` by a ridge-regression probe (see
+    :func:`linear_probe`)."""
     import torch
 
     def pool(x: np.ndarray, mask: np.ndarray) -> np.ndarray:

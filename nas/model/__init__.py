@@ -8,7 +8,15 @@ block, query fusion 4, dual path 6), ``routing`` (7), ``losses`` (InfoNCE, margi
 """
 
 from nas.model.context import FusionContext
-from nas.model.model import ClipEncoding, FusionRetrievalModel, LossOutput, TextEncoding, build_model
+from nas.model.model import (
+    ClipEncoding,
+    FusionRetrievalModel,
+    LossOutput,
+    TextEncoding,
+    build_model,
+)
 
-__all__ = ["ClipEncoding", "FusionContext", "FusionRetrievalModel", "LossOutput", "TextEncoding",
-           "build_model"]
+__all__ = [
+    "ClipEncoding", "FusionContext", "FusionRetrievalModel", "LossOutput", "TextEncoding",
+    "build_model",
+]

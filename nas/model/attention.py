@@ -68,7 +68,7 @@ class Temperature(nn.Module):
         ctx.values("temperature", layer, self.tau())
 
 
-def make_temperature(mode: str, heads: int) -> nn.Module:
+def make_temperature(mode: str, heads: int) -> Temperature | NoTemperature:
     """``none`` | ``scalar`` | ``per_head`` -> temperature module."""
     return NoTemperature() if mode == "none" else Temperature(heads, mode == "per_head")
 
@@ -84,14 +84,16 @@ class MultiHeadAttention(nn.Module):
     ``attend`` (with optional key bias), all tensors in head layout ``[P, H, L, d_h]``.
     """
 
-    def __init__(self, dim: int, heads: int, temperature: nn.Module | None = None) -> None:
+    def __init__(self, dim: int, heads: int,
+                 temperature: Temperature | NoTemperature | None = None) -> None:
         super().__init__()
         self.heads, self.head_dim = heads, dim // heads
         self.q_proj = nn.Linear(dim, dim)
         self.k_proj = nn.Linear(dim, dim)
         self.v_proj = nn.Linear(dim, dim)
         self.out_proj = nn.Linear(dim, dim)
-        self.temperature = temperature if temperature is not None else NoTemperature()
+        self.temperature: Temperature | NoTemperature = (
+            temperature if temperature is not None else NoTemperature())
 
     def _heads(self, x: Tensor) -> Tensor:
         n, s, _ = x.shape

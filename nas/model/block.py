@@ -25,7 +25,13 @@ import torch
 from torch import Tensor, nn
 
 from nas.config import FusionConfig
-from nas.model.attention import KeyReweighting, MultiHeadAttention, NoReweighting, make_film, make_temperature
+from nas.model.attention import (
+    KeyReweighting,
+    MultiHeadAttention,
+    NoReweighting,
+    make_film,
+    make_temperature,
+)
 from nas.model.common import GateMLP, Mlp
 from nas.model.context import FusionContext
 from nas.model.gates import NoReliability, ReliabilityGate, make_coarse, make_decay, make_gate_head
@@ -91,7 +97,8 @@ class ClipSummary(nn.Module):
 class NoQueryFusion(nn.Module):
     """No text in the query: fused_query = x."""
 
-    def forward(self, x: Tensor, s: Tensor, p: PairInputs, ctx: FusionContext) -> tuple[Tensor, Any]:
+    def forward(self, x: Tensor, s: Tensor, p: PairInputs,
+                ctx: FusionContext) -> tuple[Tensor, Any]:
         return x, 0.0
 
 
@@ -103,7 +110,8 @@ class ScalarQueryFusion(nn.Module):
         self.layer = layer
         self.gate = make_coarse(cfg, in_dim, 1)
 
-    def forward(self, x: Tensor, s: Tensor, p: PairInputs, ctx: FusionContext) -> tuple[Tensor, Any]:
+    def forward(self, x: Tensor, s: Tensor, p: PairInputs,
+                ctx: FusionContext) -> tuple[Tensor, Any]:
         g = self.gate(s, ctx)  # [P, 1]
         ctx.gate(self.layer, "query", g, "tanh")
         return x + g.unsqueeze(1) * p.that.unsqueeze(1), 0.0  # type: ignore[union-attr]
@@ -118,7 +126,8 @@ class PerHeadQueryFusion(nn.Module):
         self.gate = make_coarse(cfg, in_dim, cfg.heads)
         self.w_t = nn.Linear(cfg.width, cfg.width, bias=False)
 
-    def forward(self, x: Tensor, s: Tensor, p: PairInputs, ctx: FusionContext) -> tuple[Tensor, Any]:
+    def forward(self, x: Tensor, s: Tensor, p: PairInputs,
+                ctx: FusionContext) -> tuple[Tensor, Any]:
         g = self.gate(s, ctx)  # [P, H]
         ctx.gate(self.layer, "query", g, "tanh")
         n = g.shape[0]
@@ -144,7 +153,8 @@ class SinglePath(nn.Module):
     def precompute(self, audio: Tensor) -> dict[str, tuple[Tensor, Tensor]]:
         return {}
 
-    def forward(self, z_v: Tensor, s: Tensor, p: PairInputs, layer: int, ctx: FusionContext) -> Tensor:
+    def forward(self, z_v: Tensor, s: Tensor, p: PairInputs, layer: int,
+                ctx: FusionContext) -> Tensor:
         return z_v
 
 
@@ -163,7 +173,8 @@ class DualPath(nn.Module):
     def precompute(self, audio: Tensor) -> dict[str, tuple[Tensor, Tensor]]:
         return {"text": self.attn.project_kv(audio)}
 
-    def forward(self, z_v: Tensor, s: Tensor, p: PairInputs, layer: int, ctx: FusionContext) -> Tensor:
+    def forward(self, z_v: Tensor, s: Tensor, p: PairInputs, layer: int,
+                ctx: FusionContext) -> Tensor:
         q = self.attn.project_q(self.norm(p.that).unsqueeze(1))  # type: ignore[arg-type]
         k, v = p.kv(layer, "text")
         z_t = self.attn.attend(q, k, v, p.amask, p.key_bias)  # [P, 1, D]
@@ -196,7 +207,8 @@ class FusionBlock(nn.Module):
         self.ln3, self.ln4 = nn.LayerNorm(d), nn.LayerNorm(d)
         self.cross_attn = MultiHeadAttention(d, h, make_temperature(cfg.attn_temperature, h))
         self.film = make_film(cfg.text_audio, d, h)
-        self.audio_path = DualPath(cfg, in_dim) if cfg.dual_path else SinglePath()
+        self.audio_path: DualPath | SinglePath = (DualPath(cfg, in_dim) if cfg.dual_path
+                                                  else SinglePath())
         self.cross_ff = Mlp(d, bias=False)
         self.self_attn = MultiHeadAttention(d, h)
         self.mlp = Mlp(d)

@@ -184,8 +184,9 @@ def make_gate_head(cfg: FusionConfig, kind: str, layer: int) -> GateHead:
     with_text = cfg.gate_inputs == "vat"
     in_dim = (3 if with_text else 2) * d
     inputs: nn.Module = FrameInput(with_text) if cfg.temporal_gates else ClipInput()
+    smoothed = cfg.temporal_gates and cfg.temporal_smooth_weight > 0
     smooth: nn.Module = (TemporalSmoothing(cfg.temporal_smooth_weight / (2 * cfg.layers))
-                         if cfg.temporal_gates and cfg.temporal_smooth_weight > 0 else NoSmoothing())
+                         if smoothed else NoSmoothing())
     fine: nn.Module = FineGate(in_dim, d) if cfg.hierarchical_gates else NoFine()
     return GateHead(kind, layer, inputs, make_coarse(cfg, in_dim), fine, smooth)
 
@@ -203,6 +204,8 @@ class NoDecay(nn.Module):
 
 class FixedDecay(nn.Module):
     """1A: d_l = 1 - l / L, multiplied into g_a and g_f before the residual updates."""
+
+    d: Tensor  # a buffer
 
     def __init__(self, layer: int, layers: int) -> None:
         super().__init__()

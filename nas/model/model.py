@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields, replace
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -62,9 +62,9 @@ class ClipEncoding:
             if vals[0] is None:
                 out[f.name] = None
             elif f.name == "kv":
-                out[f.name] = [{k: (torch.cat([v[l][k][0] for v in vals]),
-                                    torch.cat([v[l][k][1] for v in vals]))
-                                for k in vals[0][l]} for l in range(len(vals[0]))]
+                out[f.name] = [{k: (torch.cat([v[i][k][0] for v in vals]),
+                                    torch.cat([v[i][k][1] for v in vals]))
+                                for k in vals[0][i]} for i in range(len(vals[0]))]
             else:
                 out[f.name] = torch.cat(vals)
         return ClipEncoding(**out)
@@ -140,18 +140,20 @@ class FusionRetrievalModel(nn.Module):
         self.pool_a = make_pool(cfg.pooling, d)
         self.pool_t = make_pool(cfg.pooling, d)
         self.audio_presence = _AudioPresence(cfg.residual_gate)
-        self.blocks = nn.ModuleList(FusionBlock(cfg, l, self.pool_v) for l in range(cfg.layers))
+        self.blocks = nn.ModuleList(FusionBlock(cfg, i, self.pool_v) for i in range(cfg.layers))
         with_text = cfg.gate_inputs == "vat"
         in_dim = (3 if with_text else 2) * d
         self.router_summary = ClipSummary(with_text)
-        self.router: nn.Module = (LayerRouter(in_dim, d // 2, cfg.layers, cfg.routing_sparsity,
-                                              cfg.routing_skip_threshold)
-                                  if cfg.routing else NoRouter())
+        self.router: LayerRouter | NoRouter = (
+            LayerRouter(in_dim, d // 2, cfg.layers, cfg.routing_sparsity,
+                        cfg.routing_skip_threshold)
+            if cfg.routing else NoRouter())
         self.logit_scale = nn.Parameter(torch.tensor(math.log(cfg.logit_scale_init)))
-        self.margin: nn.Module = Margin(cfg.margin_beta, cfg.margin_delta) if cfg.margin else NoMargin()
-        self.gate_contrast: nn.Module = (GateContrastive(cfg.gate_contrastive_weight,
-                                                         cfg.gate_contrastive_tau)
-                                         if cfg.gate_contrastive_weight > 0 else NoGateContrastive())
+        self.margin: nn.Module = (Margin(cfg.margin_beta, cfg.margin_delta) if cfg.margin
+                                  else NoMargin())
+        self.gate_contrast: GateContrastive | NoGateContrastive = (
+            GateContrastive(cfg.gate_contrastive_weight, cfg.gate_contrastive_tau)
+            if cfg.gate_contrastive_weight > 0 else NoGateContrastive())
 
     # ------------------------------------------------------------------------------
     # helpers
@@ -196,7 +198,7 @@ class FusionRetrievalModel(nn.Module):
             x0=x0, vmask=vmask, audio=audio, amask=amask,
             abar=self.pool_a(audio, amask) * present, astd=masked_std(audio, amask) * present,
             has_audio=has_audio, first=F.normalize(x0, dim=-1),
-            kv=[blk.precompute(audio) for blk in self.blocks])
+            kv=[cast(FusionBlock, blk).precompute(audio) for blk in self.blocks])
         if self.text_conditioned:
             return enc
         ctx = ctx if ctx is not None else FusionContext(recorder=recorder)
@@ -224,8 +226,8 @@ class FusionRetrievalModel(nn.Module):
         x0 = clips.x0 if clip_idx is None else clips.x0[clip_idx]
         w = self.router.weights(self.router_summary(self.pool_v(x0, p.vmask), p), ctx)
         x = x0
-        for l, blk in enumerate(self.blocks):
-            x = self.router.mix(l, x, blk(x, p, ctx), w)
+        for layer, blk in enumerate(self.blocks):
+            x = self.router.mix(layer, x, blk(x, p, ctx), w)
         mix = self.cfg.residual_mix
         return F.normalize(mix * x + (1.0 - mix) * x0, dim=-1)
 
@@ -335,7 +337,8 @@ class FusionRetrievalModel(nn.Module):
             S = self._score_conditioned(enc, tenc, ci, ti, ctx).view(b_t, b_v)
             parts["infonce"] = symmetric_infonce(S if margin is None else S + margin, text_clip)
             g = ctx.gate_matrix()
-            gate_rows = None if g is None else g[torch.arange(b_t, device=self.device) * b_v + text_clip]
+            positives = torch.arange(b_t, device=self.device) * b_v + text_clip
+            gate_rows = None if g is None else g[positives]
         else:
             parts["infonce"], gate_rows = self._sampled_loss(enc, tenc, text_clip, negatives,
                                                              margin, ctx)

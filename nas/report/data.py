@@ -23,8 +23,13 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from nas.search.pareto import (_state_name, direction_signs, full_budget_trials,
-                               is_full_budget, pareto_mask)
+from nas.search.pareto import (
+    _state_name,
+    direction_signs,
+    full_budget_trials,
+    is_full_budget,
+    pareto_mask,
+)
 
 __all__ = [
     "GateSummary",
@@ -199,9 +204,10 @@ def proxy_fidelity(trials: Sequence[Any], metric_names: Sequence[str],
     for s in steps:
         xs, ys = [], []
         for t in full:
-            if s in t.intermediate_values and finals[t.number] is not None:
+            final = finals[t.number]
+            if s in t.intermediate_values and final is not None:
                 xs.append(t.intermediate_values[s])
-                ys.append(finals[t.number])
+                ys.append(final)
         ep = _rung_epochs(full[0], rungs, s) if full else float(s)
         out.append(Fidelity(s, ep, len(xs), spearman(xs, ys)))
     return out
@@ -288,7 +294,8 @@ def front_table(trials: Sequence[Any], directions: Sequence[Any],
     for i in pts.front_order:
         t = full[pts.numbers[i]]
         rows.append([str(t.number), str(t.user_attrs.get("config_id", "")),
-                     *(_fmt(float(x)) for x in pts.values[i]), config_text(canonical_params(t), sep=", ")])
+                     *(_fmt(float(x)) for x in pts.values[i]),
+                     config_text(canonical_params(t), sep=", ")])
     return header, rows
 
 
@@ -334,7 +341,7 @@ def param_importances(trials: Sequence[Any], directions: Sequence[Any],
                 warnings.simplefilter("ignore")  # "computes importances for low targets"
                 res = optuna.importance.get_param_importances(
                     study, evaluator=optuna.importance.PedAnovaImportanceEvaluator(),
-                    target=lambda t, i=i: float(signs[i] * t.values[i]))
+                    target=lambda t: float(signs[i] * t.values[i]))
         except (ValueError, RuntimeError) as e:  # e.g. no parameter common to all trials
             notes[name] = f"not computable: {e}"
             continue

@@ -7,9 +7,9 @@ from html import escape
 from pathlib import Path
 from typing import Any, Sequence
 
-from nas.config import atomic_write_text
 import numpy as np
 
+from nas.config import atomic_write_text
 from nas.report import data as D
 from nas.report import draw
 from nas.search.pareto import hypervolume_history

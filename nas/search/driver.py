@@ -18,50 +18,37 @@ One driver process per study writes the storage. It:
 5. prints the Pareto front of full-budget trials.
 """
 
+
 from __future__ import annotations
 
 import dataclasses
-import os
-import signal
 import socket
 import sys
-import threading
 import time
-import warnings
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, TextIO
+from typing import Any, Callable, Mapping, TextIO
 
 import optuna
-from optuna.trial import TrialState
 
 from nas import DEFAULT_STORAGE
 from nas.errors import SearchStopped, UserError
-from nas.search import records
+from nas.search import _optuna, records
+from nas.search.control import Deadline, Halt, SigintGuard, wind_up
 from nas.search.evaluator import EvaluatorSpec, RayOptions, call_train, import_object
-from nas.search.faults import faultpoint
 from nas.search.liveness import DriverRegistry
-from nas.search.objectives import (DEFAULT_OBJECTIVES, Objective, parse_limits,
-                                   parse_objectives)
+from nas.search.objectives import DEFAULT_OBJECTIVES, Objective, parse_limits, parse_objectives
 from nas.search.pareto import pareto_front, study_hypervolume
-from nas.search.scheduler import MOASHA
+from nas.search.progress import Progress, fmt_s, format_front
 from nas.search.sampler import make_sampler
-from nas.search.searcher import AskTellSearcher, requeue
+from nas.search.scheduler import MOASHA
+from nas.search.searcher import AskTellSearcher
 from nas.search.space import ProxyBudget, SearchSpace, load_space
 from nas.search.storage import Abort, StorageGuard
+from nas.search.study import check_storage, open_study
+from nas.search.warm_start import warm_start_configs
 
-__all__ = ["SearchOptions", "SearchSummary", "run_search", "warm_start_configs",
-           "format_front"]
-
-# The research plan's recommended single variants (system.md "Warm start").
-WARM_START = [
-    ("1A layer_decay=fixed", {"layer_decay": "fixed"}),
-    ("3 residual_gate", {"residual_gate": True}),
-    ("2 attn_temperature=scalar", {"attn_temperature": "scalar"}),
-    ("4 query_fusion=per_head", {"query_fusion": "per_head"}),
-    ("5 text_audio=keys", {"text_audio": "keys"}),
-]
+__all__ = ["SearchOptions", "SearchSummary", "check_ray_address", "check_storage",
+           "format_front", "run_search", "warm_start_configs"]
 
 
 @dataclass
@@ -112,91 +99,34 @@ class SearchSummary:
     time_budget_s: float | None = None
 
 
+
+@dataclass
+class _Run:
+    """What ``run_search`` prepared for one run: the inputs of ``_search``."""
+
+    opts: SearchOptions
+    space: SearchSpace
+    objectives: list[Objective]
+    limits: Mapping[str, float]
+    data_spec: str
+    n_trials: int
+    cost_fn: Callable[..., dict[str, float]]
+    data: Any
+    overrides: Mapping[str, Any]
+    out: TextIO
+    t0: float  # time.monotonic() when the command started
+    sampler: optuna.samplers.BaseSampler
+    study: optuna.Study | None = None
+    created: bool = False
+    registry: DriverRegistry | None = None
+
+    @property
+    def time_budget_s(self) -> float | None:
+        b = self.opts.time_budget_s
+        return b if b is not None else self.space.time_budget_s
+
+
 # ----------------------------------------------------------------------------- helpers
-
-def check_storage(url: str) -> None:
-    """Fail early, before anything is written, on a storage URL that cannot work.
-
-    SQLite: the folder must exist and be writable (SQLite also writes its -wal/-shm files
-    there), and an existing file must be a writable file. Other URLs must parse and their
-    driver must be installed; connection errors surface when the storage is opened.
-    """
-    import sqlalchemy
-    from sqlalchemy.engine import make_url
-
-    try:
-        u = make_url(url)
-    except sqlalchemy.exc.ArgumentError:
-        raise UserError(f"--storage {url!r}: not a database URL (e.g. sqlite:///studies.db "
-                        "or postgresql://user:pw@host/db)") from None
-    if u.get_backend_name() == "sqlite":
-        db = u.database
-        if not db or db == ":memory:":
-            raise UserError(f"--storage {url!r}: an in-memory SQLite database would be lost "
-                            "when the search ends; give a file, e.g. sqlite:///studies.db")
-        path = Path(db)
-        parent = path.parent if str(path.parent) else Path(".")
-        if path.exists():
-            if not path.is_file():
-                raise UserError(f"--storage {url!r}: {path} is not a file")
-            if not os.access(path, os.R_OK | os.W_OK):
-                raise UserError(f"--storage {url!r}: {path} is not writable")
-        if not parent.is_dir():
-            raise UserError(f"--storage {url!r}: folder {parent} does not exist")
-        if not os.access(parent, os.W_OK | os.X_OK):
-            raise UserError(f"--storage {url!r}: folder {parent} is not writable")
-        return
-    try:
-        u.get_dialect().import_dbapi()
-    except ImportError as e:
-        hint = " (pip install 'nas[postgres]')" if u.get_backend_name() == "postgresql" else ""
-        raise UserError(f"--storage {url!r}: the database driver is not installed: "
-                        f"{e}{hint}") from None
-
-
-def _storage(url: str) -> optuna.storages.RDBStorage:
-    """The RDB storage, with SQLite set up for one writer beside many readers.
-
-    SQLite: a 60 s busy timeout (a reader holding a lock briefly makes the writer wait, not
-    fail); WAL journal mode is switched on once the study is validated (``_enable_wal``):
-    readers then never block the writer nor the writer the readers, and they see each
-    committed trial. Connection errors become a UserError naming the URL.
-    """
-    import sqlalchemy
-
-    kwargs: dict[str, Any] = {}
-    if url.startswith("sqlite:"):
-        kwargs = {"connect_args": {"timeout": 60}}
-    else:  # a pooled connection that died with a database restart is replaced, not used
-        kwargs = {"pool_pre_ping": True}
-        if url.startswith("postgresql"):
-            kwargs["connect_args"] = {"connect_timeout": 10}  # a lost host: no long hang
-    try:
-        for attempt in range(5):
-            try:
-                return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
-            except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError,
-                    sqlalchemy.exc.OperationalError) as e:
-                # Two drivers creating Optuna's tables in a new database at once: one
-                # loses the race (duplicate table / version row); the tables exist now.
-                racy = not isinstance(e, sqlalchemy.exc.OperationalError) or \
-                    "already exists" in str(e)
-                if attempt == 4 or not racy:
-                    raise
-                time.sleep(0.2 * (attempt + 1))
-        raise AssertionError("unreachable")
-    except sqlalchemy.exc.OperationalError as e:
-        raise UserError(f"--storage {url!r}: cannot open the database: "
-                        f"{str(getattr(e, 'orig', e)).strip().splitlines()[0]}") from None
-
-
-def _enable_wal(storage: optuna.storages.RDBStorage) -> None:
-    """Persistent WAL journal mode for a SQLite storage (no-op for other databases)."""
-    if storage.engine.name != "sqlite":
-        return
-    with storage.engine.connect() as conn:
-        conn.exec_driver_sql("PRAGMA journal_mode=WAL")
-
 
 def check_ray_address(address: str | None, timeout_s: float = 5.0) -> None:
     """Fail fast (seconds, not a hang) when ``--address`` has no Ray cluster listening."""
@@ -235,378 +165,6 @@ def _data_overrides(shapes: Any) -> dict[str, int]:
     from nas.data import model_inputs
 
     return model_inputs(shapes)
-
-
-# The original AVIGATE configuration: the reference's sizes with gates that read only
-# [video; audio] and no text-guided query fusion (model.md keeps it as ``gate_inputs: va``).
-AVIGATE = ("avigate (text-agnostic baseline)", {"gate_inputs": "va", "query_fusion": "none"})
-
-
-def warm_start_configs(space: SearchSpace, overrides: Mapping[str, Any]
-                       ) -> list[tuple[str, dict[str, Any]]]:
-    """(label, params) to enqueue on creation, in this order: the original AVIGATE
-    configuration, the reference, then the plan's single variants, as far as the space
-    can express them (duplicates and inexpressible ones left out).
-
-    Why AVIGATE first (cost-aware warm start). The reference and the plan's variants are
-    all text-conditioned: each answers a query with one fused pass per gallery clip, two
-    to three orders of magnitude more query FLOPs than a text-agnostic configuration,
-    and several times the training time per epoch. The front's cheap end (and most of
-    the hypervolume, whose cost axis runs from 0 to the reference point) belongs to
-    text-agnostic configurations, and AVIGATE is the baseline the plan sets out to
-    improve on. Trained first, it costs a fraction of one text-conditioned trial, puts
-    a point on the cheap end of the front at once, and gives MO-ASHA a yardstick at
-    every rung: the text-conditioned warm-start trials that follow are only continued
-    where they beat it on recall (at their cost they cannot beat it on cost), instead
-    of each running to the full budget because it was the first at its rungs.
-    """
-    ref_params = space.reference_params()
-    ref_f, ref_t = space.build(ref_params, overrides)
-    out: list[tuple[str, dict[str, Any]]] = []
-    try:
-        base = space.params_of(ref_f.replace(**AVIGATE[1]), ref_t)
-    except Exception:  # noqa: BLE001 - not expressible with this base: leave it out
-        base = None
-    if base is not None and base != ref_params:
-        out.append((AVIGATE[0], base))
-    out.append(("reference", ref_params))
-    for label, change in WARM_START:
-        try:
-            f = ref_f.replace(**change)
-        except Exception:  # noqa: BLE001 - an impossible variant for this base: skip it
-            continue
-        p = space.params_of(f, ref_t)
-        if p is not None and all(p != q for _, q in out):
-            out.append((label, p))
-    return out
-
-
-READY_KEY = "nas:ready"
-
-
-def _is_ready(study: optuna.Study) -> bool:
-    """Initialised (attrs, metric names, warm start): by this version, or an older one."""
-    return bool(study._storage.get_study_system_attrs(study._study_id).get(READY_KEY)) or \
-        "reference_params" in study._storage.get_study_user_attrs(study._study_id)
-
-
-def _initialise(study: optuna.Study, opts: SearchOptions, space: SearchSpace,
-                names: list[str], data_spec: str, overrides: Mapping[str, Any]) -> None:
-    """Enqueue the warm start, set metric names and study attrs, then mark it ready.
-
-    Idempotent, so a driver that finds a study whose creator crashed half-way finishes
-    the job: warm-start configs already enqueued (by label) are not enqueued again.
-    """
-    have = {t.user_attrs.get("warm_start") for t in study.get_trials(deepcopy=False)}
-    for label, params in warm_start_configs(space, overrides):
-        if label not in have:
-            study.enqueue_trial(params, user_attrs={"warm_start": label})
-    with warnings.catch_warnings():  # experimental since optuna 3.2, stable in practice
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        study.set_metric_names(names)
-    _, base_train = space.build(space.reference_params(), overrides)
-    attrs = {"objectives": names, "space": space.path, "space_text": space.text,
-             "data": data_spec, "rungs": space.proxy.rungs(),
-             "full_budget": space.proxy.max_budget, "eta": space.proxy.eta,
-             "train_config": base_train.to_dict(), "seed": opts.seed, "sampler": opts.sampler,
-             "limits": parse_limits(opts.limits)}
-    for k, v in attrs.items():
-        study.set_user_attr(k, v)
-    # Last: its presence means everything above is there (older versions: see _is_ready).
-    study.set_user_attr("reference_params", space.reference_params())
-    study._storage.set_study_system_attr(study._study_id, READY_KEY, True)
-
-
-def _open_study(opts: SearchOptions, space: SearchSpace, objectives: list[Objective],
-                sampler: optuna.samplers.BaseSampler, data_spec: str, overrides: Mapping[str, Any],
-                guard: StorageGuard, ready_timeout_s: float = 120.0
-                ) -> tuple[optuna.Study, bool, DriverRegistry]:
-    """Create or load the study, register this driver in it, and check it matches.
-
-    Two drivers may start at once on one storage: the one whose ``create_study`` loses
-    loads the study and waits until the creator has initialised it (or initialises it
-    itself when the creator died half-way).
-    """
-    rdb = _storage(opts.storage)
-    storage = guard.wrap(rdb)  # every call retried through a database outage
-    name = opts.study or space.name
-    directions = [o.direction for o in objectives]
-    names = [o.name for o in objectives]
-    created = False
-    try:
-        study = optuna.load_study(study_name=name, storage=storage, sampler=sampler)
-    except KeyError:
-        try:
-            study = optuna.create_study(study_name=name, storage=storage, sampler=sampler,
-                                        directions=directions)
-            created = True
-        except optuna.exceptions.DuplicatedStudyError:
-            study = optuna.load_study(study_name=name, storage=storage, sampler=sampler)
-    if not created and _is_ready(study):
-        _check_matches(study, opts, space, names, directions, data_spec)
-    _enable_wal(rdb)
-    registry = DriverRegistry(study)
-    registry.start()
-    entries = registry.entries()
-    if any(registry.alive(d, entries) for d in entries if d != registry.id):
-        # Another driver is searching this study now, with the same --seed most likely:
-        # it would propose the very same configurations (all duplicates). Diverge.
-        sampler.reseed_rng()
-    if created:
-        faultpoint("after_create")
-        _initialise(study, opts, space, names, data_spec, overrides)
-        return study, True, registry
-    deadline = time.monotonic() + ready_timeout_s
-    while not _is_ready(study):
-        entries = registry.entries()
-        if not any(registry.alive(d, entries) for d in entries if d != registry.id):
-            # Nobody else is initialising it: its creator died half-way. Finish the job.
-            _initialise(study, opts, space, names, data_spec, overrides)
-            break
-        if time.monotonic() > deadline:
-            registry.stop()
-            raise UserError(f"study {name!r} in {opts.storage}: another driver created it "
-                            f"but has not initialised it within {ready_timeout_s:.0f} s")
-        time.sleep(0.2)
-    study = optuna.load_study(study_name=name, storage=storage, sampler=sampler)
-    try:
-        _check_matches(study, opts, space, names, directions, data_spec)
-    except UserError:
-        registry.stop()
-        raise
-    return study, False, registry
-
-
-def _check_matches(study: optuna.Study, opts: SearchOptions, space: SearchSpace,
-                   names: list[str], directions: list[str], data_spec: str) -> None:
-    """A clear error when resuming with other objectives, space, rungs or data."""
-    name = study.study_name
-    have = study.metric_names or []
-    if have != names or [d.name.lower() for d in study.directions] != directions:
-        raise UserError(
-            f"study {name!r} in {opts.storage} has objectives {have or '(unnamed)'}; "
-            f"--objectives asks for {names}. Use the same objectives to resume, or a new "
-            "--study name")
-    ua = study.user_attrs
-    if ua.get("space_text") not in (None, space.text):
-        raise UserError(f"study {name!r} was created with a different search space "
-                        f"({ua.get('space')}); resuming needs the same space file. Use a "
-                        "new --study name for a new space")
-    if ua.get("rungs") not in (None, space.proxy.rungs()):
-        raise UserError(f"study {name!r} uses rungs {ua.get('rungs')} (epochs); this run "
-                        f"asks for {space.proxy.rungs()}. Use the same --min-budget/"
-                        "--max-budget/--eta to resume, or a new --study name")
-    if ua.get("data") not in (None, data_spec):
-        raise UserError(f"study {name!r} was run on data {ua.get('data')!r}; this run "
-                        f"asks for {data_spec!r}. Use the same --data, or a new --study")
-
-
-class _Deadline:
-    """Ends the run at a wall-clock deadline: the searcher proposes nothing more and the
-    main thread gets a KeyboardInterrupt (through the SIGINT guard, so never in the middle
-    of a record), which records the running trials as FAIL and re-queues them."""
-
-    def __init__(self, core: AskTellSearcher, seconds_left: float | None) -> None:
-        self.core = core
-        self.fired = False
-        # interrupting only helps when the search runs in the main thread (the CLI); in
-        # another thread the run ends when the running trials finish
-        self._interrupt = threading.current_thread() is threading.main_thread()
-        self._lock = threading.Lock()
-        self._done = False
-        self._timer: threading.Timer | None = None
-        if seconds_left is not None:
-            self._timer = threading.Timer(max(0.0, seconds_left), self._fire)
-            self._timer.daemon = True
-
-    def start(self) -> None:
-        if self._timer is not None:
-            self._timer.start()
-
-    def _fire(self) -> None:
-        with self._lock:
-            if self._done:
-                return
-            self.fired = True
-            self.core.closed = True
-            if self._interrupt:
-                import _thread
-                _thread.interrupt_main()
-
-    def stop(self) -> None:
-        with self._lock:
-            self._done = True
-        if self._timer is not None:
-            self._timer.cancel()
-
-
-class _SigintGuard:
-    """Holds Ctrl-C back while a record is written; raises KeyboardInterrupt after it."""
-
-    def __init__(self) -> None:
-        self.depth = 0
-        self.pending = False
-        self.installed = False
-        self._old: Any = None
-
-    def install(self) -> None:
-        if threading.current_thread() is threading.main_thread():
-            self._old = signal.signal(signal.SIGINT, self._handler)
-            self.installed = True
-
-    def uninstall(self) -> None:
-        if self.installed:
-            signal.signal(signal.SIGINT, self._old)
-            self.installed = False
-
-    def _handler(self, signum: int, frame: Any) -> None:
-        if self.depth > 0:
-            self.pending = True
-        else:
-            raise KeyboardInterrupt
-
-    @contextmanager
-    def __call__(self) -> Iterator[None]:
-        self.depth += 1
-        try:
-            yield
-        finally:
-            self.depth -= 1
-            if self.depth == 0 and self.pending:
-                self.pending = False
-                raise KeyboardInterrupt
-
-
-# ----------------------------------------------------------------------------- progress
-
-class Progress:
-    """One live status line on stderr (\\r-updated on a tty, plain lines otherwise)."""
-
-    def __init__(self, study: optuna.Study, core: AskTellSearcher, out: TextIO, quiet: bool,
-                 min_interval: float = 0.5, deadline: float | None = None) -> None:
-        self.study = study
-        self.core = core
-        self.out = out
-        self.quiet = quiet
-        self.tty = hasattr(out, "isatty") and out.isatty()
-        self.t0 = time.monotonic()
-        self.done0 = core.done
-        self.last = 0.0
-        self.last_line = ""
-        self.min_interval = min_interval if self.tty else 5.0
-        self.deadline = deadline  # time.monotonic() at which the time budget ends
-
-    def counts(self) -> dict[str, int]:
-        """Trial counts by status (from the storage)."""
-        c = {s: 0 for s in records.STATUS}
-        for t in self.study.get_trials(deepcopy=False):
-            s = t.user_attrs.get("status")
-            if s in c:
-                c[s] += 1
-        return c
-
-    def line(self) -> str:
-        c = self.counts()
-        front = pareto_front(self.study)
-        hv = study_hypervolume(self.study, front)
-        el = time.monotonic() - self.t0
-        done_now = self.core.done - self.done0
-        left = self.core.n_trials - self.core.done
-        eta = f"{_fmt_s(el / done_now * left)}" if done_now and left > 0 else "-"
-        if self.deadline is not None:
-            eta += f", budget left {_fmt_s(max(0.0, self.deadline - time.monotonic()))}"
-        return (f"trials {self.core.done}/{self.core.n_trials} done "
-                f"(complete {c['complete']}, stopped {c['stopped']}, failed {c['failed']}, "
-                f"infeasible {c['infeasible']}, duplicate {c['duplicate']}) | running "
-                f"{len(self.core.in_flight)} | front {len(front)} | hypervolume {hv:.3f} | "
-                f"{_fmt_s(el)} elapsed, ETA {eta}")
-
-    def update(self, force: bool = False) -> None:
-        if self.quiet:
-            return
-        now = time.monotonic()
-        if not force and now - self.last < self.min_interval:
-            return
-        self.last = now
-        line = self.line()
-        if self.tty:
-            self.out.write("\r\x1b[2K" + line)
-        elif line != self.last_line:
-            self.out.write(line + "\n")
-        self.last_line = line
-        self.out.flush()
-
-    def close(self) -> None:
-        if self.quiet:
-            return
-        self.update(force=True)
-        if self.tty:
-            self.out.write("\n")
-        self.out.flush()
-
-
-def _short(v: object) -> str:
-    return f"{v:.3g}" if isinstance(v, float) else str(v)
-
-
-def _fmt_s(s: float) -> str:
-    s = int(round(s))
-    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
-
-
-def format_front(study: optuna.Study, front: list[optuna.trial.FrozenTrial] | None = None
-                 ) -> str:
-    """A text table of the full-budget Pareto front."""
-    from nas.report.data import canonical_params  # here: nas.report imports plotly
-
-    front = pareto_front(study) if front is None else front
-    names = study.metric_names or [f"objective{i}" for i in range(len(study.directions))]
-    if not front:
-        return "Pareto front: no full-budget trial yet."
-    head = ["trial", *names, "config_id", "changed from reference"]
-    rows = [head]
-    ref = study.user_attrs.get("reference_params") or {}
-    for t in front:
-        changed = ", ".join(f"{k}={_short(v)}" for k, v in canonical_params(t).items()
-                            if k not in ref or ref[k] != v) or "(reference)"
-        rows.append([str(t.number), *(f"{v:.4g}" for v in t.values),
-                     str(t.user_attrs.get("config_id", "")), changed[:100]])
-    w = [max(len(r[i]) for r in rows) for i in range(len(head))]
-    lines = ["  ".join(c.ljust(x) for c, x in zip(r, w)).rstrip() for r in rows]
-    lines.insert(1, "  ".join("-" * x for x in w))
-    return f"Pareto front ({len(front)} full-budget trials):\n" + "\n".join(lines)
-
-
-# ----------------------------------------------------------------------------- execution
-
-class _Halt:
-    """Why no new trial should start (the first check that says so), else None."""
-
-    def __init__(self, *checks: Callable[[], str | None]) -> None:
-        self.checks = checks
-        self.reason: str | None = None
-
-    def __call__(self) -> str | None:
-        if self.reason is None:
-            self.reason = next((r for r in (c() for c in self.checks) if r), None)
-        return self.reason
-
-
-def _wind_up(core: AskTellSearcher, progress: "Progress", reason: str,
-             aborted: Abort | None) -> None:
-    """Record the trials still running as FAIL ``reason`` and re-queue them; after an
-    ``Abort`` (database gone, disk full), say which could not be, then re-raise it."""
-    try:
-        core.abandon(reason)
-        progress.close()
-    except Abort as again:
-        aborted = aborted or again
-        left = len(core.in_flight) + 1
-        aborted.message += (f"; up to {left} running trial(s) could not be recorded: the "
-                            "next run marks them failed and re-queues them")
-        core.in_flight.clear()
-    if aborted is not None:
-        raise aborted
 
 
 def _run_local(core: AskTellSearcher, asha: MOASHA, evaluator: EvaluatorSpec, data: Any,
@@ -663,9 +221,38 @@ def _gate_plot_attacher(study: optuna.Study, storage_url: str
     return attach
 
 
+
+# ----------------------------------------------------------------------------- the run
+
 def run_search(opts: SearchOptions, out: TextIO | None = None) -> SearchSummary:
     """Run (or resume) a search; see the module docstring."""
-    out = out or sys.stderr
+    run = _prepare(opts, out or sys.stderr)
+    from nas import dashboard
+
+    store = StorageGuard(opts.storage, opts.db_retry_s, opts.min_free,
+                         dashboard.artifact_dir_for(opts.storage), run.out)
+    low = store.low_disk()
+    if low:
+        raise SearchStopped(f"--storage {store.shown}: not starting: {low}")
+    try:
+        run.study, run.created, run.registry = open_study(
+            opts, run.space, run.objectives, run.sampler, run.data_spec, run.overrides, store)
+    except Abort as e:
+        raise SearchStopped(e.message) from None
+    try:
+        return _search(run)
+    except Abort as e:
+        raise SearchStopped(e.message) from None
+    finally:
+        try:
+            if run.registry is not None:
+                run.registry.stop()
+        except Abort:
+            pass  # not marked ended: the next driver sees this process gone all the same
+
+
+def _prepare(opts: SearchOptions, out: TextIO) -> _Run:
+    """Check the options and load space, objectives and data; nothing is written yet."""
     t0 = opts.started_at if opts.started_at is not None else time.monotonic()
     space = _space_with_budget(load_space(opts.space), opts)
     objectives = parse_objectives(opts.objectives)
@@ -674,91 +261,85 @@ def run_search(opts: SearchOptions, out: TextIO | None = None) -> SearchSummary:
     n_trials = opts.trials or space.trials or 20
     if n_trials < 1:
         raise UserError(f"--trials must be >= 1, got {n_trials}")
-
     sampler = make_sampler(opts.sampler, opts.seed)
     # Checks that need no data, before anything is loaded or written.
     check_storage(opts.storage)
     if opts.executor != "local":
         check_ray_address(opts.ray.address)
-
     cost_fn = import_object(opts.evaluator.costs)
     data = import_object(opts.evaluator.data)(data_spec)
-    shapes = data.shapes
-    overrides = _data_overrides(shapes)
-
+    overrides = _data_overrides(data.shapes)
     if opts.trial_timeout_s and opts.executor == "local":
         raise UserError("--trial-timeout needs the Ray executor (a trial in the driver's own "
                         "process cannot be stopped)")
-    from nas import dashboard
-
-    store = StorageGuard(opts.storage, opts.db_retry_s, opts.min_free,
-                         dashboard.artifact_dir_for(opts.storage), out)
-    low = store.low_disk()
-    if low:
-        raise SearchStopped(f"--storage {store.shown}: not starting: {low}")
-    try:
-        study, created, registry = _open_study(opts, space, objectives, sampler, data_spec,
-                                               overrides, store)
-    except Abort as e:
-        raise SearchStopped(e.message) from None
-    try:
-        return _search(opts, study, created, registry, space, objectives, cost_fn, shapes,
-                       overrides, limits, data, data_spec, n_trials, out, t0)
-    except Abort as e:
-        raise SearchStopped(e.message) from None
-    finally:
-        try:
-            registry.stop()
-        except Abort:
-            pass  # not marked ended: the next driver sees this process gone all the same
+    return _Run(opts, space, objectives, limits, data_spec, n_trials, cost_fn, data,
+                overrides, out, t0, sampler)
 
 
-def _search(opts: SearchOptions, study: optuna.Study, created: bool,
-            registry: DriverRegistry, space: SearchSpace, objectives: list[Objective],
-            cost_fn: Any, shapes: Any, overrides: Mapping[str, Any],
-            limits: Mapping[str, float], data: Any, data_spec: str, n_trials: int,
-            out: TextIO, t0: float) -> SearchSummary:
-    core = AskTellSearcher(study, space, objectives, cost_fn, shapes, overrides, limits,
-                           n_trials, max_skips=opts.max_skips, registry=registry,
+def _search(run: _Run) -> SearchSummary:
+    """Run trials until --trials or the time budget; record what is left; summarise."""
+    opts, study = run.opts, run.study
+    assert study is not None
+    core = AskTellSearcher(study, run.space, run.objectives, run.cost_fn, run.data.shapes,
+                           run.overrides, run.limits, run.n_trials, max_skips=opts.max_skips,
+                           registry=run.registry,
                            on_full_budget=_gate_plot_attacher(study, opts.storage))
-    crashed = core.recovered
-    budget = opts.time_budget_s if opts.time_budget_s is not None else space.time_budget_s
+    budget = run.time_budget_s
     # Trials stop a little before the budget ends: recording the running ones, stopping Ray
     # and printing the summary take the rest, so the command itself ends within its budget.
     reserve = 0.0 if budget is None else min(30.0, 0.1 * budget)
-    deadline = _Deadline(core, None if budget is None else
-                         t0 + budget - reserve - time.monotonic())
-    progress = Progress(study, core, out, opts.quiet,
-                        deadline=None if budget is None else t0 + budget - reserve)
+    end = None if budget is None else run.t0 + budget - reserve
+    deadline = Deadline(core, None if end is None else end - time.monotonic())
+    progress = Progress(study, core, run.out, opts.quiet, deadline=end)
     core.on_event = progress.update
     if not opts.quiet:
-        verb = "created" if created else "resuming"
-        out.write(f"nas search: {verb} study {study.study_name!r} in {opts.storage}: space "
-                  f"{space.name} ({len(space.dimensions)} dims), objectives "
-                  f"{','.join(o.name for o in objectives)}, sampler {opts.sampler}, rungs "
-                  f"{space.proxy.rungs()} epochs, {'MO-ASHA' if opts.prune else 'no pruning'}"
-                  f", data {data_spec}; {core.done}/{n_trials} trials done"
-                  + (f"; time budget {_fmt_s(budget)} (this run)" if budget else "")
-                  + (f"; {crashed} trial(s) left running by a crash re-queued" if crashed else "")
-                  + "\n")
+        run.out.write(_banner(run, core, budget))
+    halt = Halt(_optuna.storage_of(study).guard.low_disk)
+    interrupted, time_up = _execute(run, core, deadline, progress, halt)
+    if halt.reason and records.counted(study.get_trials(deepcopy=False)) < run.n_trials:
+        raise SearchStopped(f"stopped starting new trials: {halt.reason}")
+    return _summary(run, interrupted, time_up)
+
+
+def _banner(run: _Run, core: AskTellSearcher, budget: float | None) -> str:
+    """The first line: what is searched, how, and how far it is."""
+    opts, space, study = run.opts, run.space, run.study
+    assert study is not None
+    verb = "created" if run.created else "resuming"
+    crashed = core.recovered
+    return (f"nas search: {verb} study {study.study_name!r} in {opts.storage}: space "
+            f"{space.name} ({len(space.dimensions)} dims), objectives "
+            f"{','.join(o.name for o in run.objectives)}, sampler {opts.sampler}, rungs "
+            f"{space.proxy.rungs()} epochs, {'MO-ASHA' if opts.prune else 'no pruning'}"
+            f", data {run.data_spec}; {core.done}/{run.n_trials} trials done"
+            + (f"; time budget {fmt_s(budget)} (this run)" if budget else "")
+            + (f"; {crashed} trial(s) left running by a crash re-queued" if crashed else "")
+            + "\n")
+
+
+def _execute(run: _Run, core: AskTellSearcher, deadline: Deadline, progress: Progress,
+             halt: Halt) -> tuple[bool, bool]:
+    """Run the trials (Ray Tune, or in process), then record the ones still running
+    honestly and re-queue them. Returns (interrupted by Ctrl-C, ended by the deadline)."""
+    opts, space = run.opts, run.space
     asha = MOASHA(len(space.proxy.rungs()), space.proxy.eta, enabled=opts.prune,
-                  quality=[i for i, o in enumerate(objectives) if not o.known_before_training])
-    guard = _SigintGuard()
+                  quality=[i for i, o in enumerate(run.objectives)
+                           if not o.known_before_training])
+    guard = SigintGuard()
     guard.install()
     interrupted = time_up = False
-    halt = _Halt(study._storage.guard.low_disk)
     aborted: Abort | None = None
     try:
         try:
             deadline.start()
             if core.remaining > 0:
                 if opts.executor == "local":
-                    _run_local(core, asha, opts.evaluator, data, guard, halt)
+                    _run_local(core, asha, opts.evaluator, run.data, guard, halt)
                 else:
                     from nas.search import ray_adapter  # the only module that imports Ray
 
-                    del data  # the workers load their own copy
-                    ray_adapter.run_tune(core, asha, opts.evaluator, data_spec, opts.ray,
+                    run.data = None  # the workers load their own copy
+                    ray_adapter.run_tune(core, asha, opts.evaluator, run.data_spec, opts.ray,
                                          guard, halt=halt,
                                          trial_timeout_s=opts.trial_timeout_s)
         finally:
@@ -774,17 +355,21 @@ def _search(opts: SearchOptions, study: optuna.Study, created: bool,
         guard.uninstall()
         # Anything still running did not finish: record it honestly and re-queue it.
         reason = ("interrupted" if interrupted else
-                  f"time budget {_fmt_s(budget or 0)} reached" if time_up or deadline.fired
-                  else "driver stopped before the trial ended")
-        _wind_up(core, progress, aborted.reason if aborted else reason, aborted)
-    if halt.reason and records.counted(study.get_trials(deepcopy=False)) < n_trials:
-        raise SearchStopped(f"stopped starting new trials: {halt.reason}")
+                  f"time budget {fmt_s(run.time_budget_s or 0)} reached"
+                  if time_up or deadline.fired else "driver stopped before the trial ended")
+        wind_up(core, progress, aborted.reason if aborted else reason, aborted)
+    return interrupted, time_up or deadline.fired
+
+
+def _summary(run: _Run, interrupted: bool, time_up: bool) -> SearchSummary:
+    study = run.study
+    assert study is not None
     front = pareto_front(study)
     states: dict[str, int] = {}
     trials = study.get_trials(deepcopy=False)
     for t in trials:
         states[t.state.name] = states.get(t.state.name, 0) + 1
-    return SearchSummary(study.study_name, opts.storage, records.counted(trials), n_trials,
-                         states, front, study_hypervolume(study, front), interrupted,
-                         time.monotonic() - t0, time_up=time_up or deadline.fired,
-                         time_budget_s=budget)
+    return SearchSummary(study.study_name, run.opts.storage, records.counted(trials),
+                         run.n_trials, states, front, study_hypervolume(study, front),
+                         interrupted, time.monotonic() - run.t0, time_up=time_up,
+                         time_budget_s=run.time_budget_s)

@@ -1,5 +1,6 @@
 """Which evaluator the search runs: import paths, so the real one is the default and the
-fakes of ``nas.search.testing`` plug in for tests (no torch, no Ray needed to import)."""
+fakes of ``nas.search.testing`` (or a test suite's own evaluator module) plug in for tests
+(no torch, no Ray needed to import)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import importlib
 import inspect
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
+
+from nas.errors import UserError
 
 __all__ = ["EvaluatorSpec", "RayOptions", "call_train", "import_object"]
 
@@ -27,9 +30,32 @@ class EvaluatorSpec:
                    "nas.search.testing:fake_estimate_costs")
 
     @classmethod
+    def of_module(cls, module: str) -> "EvaluatorSpec":
+        """The ``train_proxy``, ``load_data`` and ``estimate_costs`` of one module (written
+        like ``nas.train``, ``nas.data`` and ``nas.cost``; workers import it by this path)."""
+        return cls(f"{module}:train_proxy", f"{module}:load_data", f"{module}:estimate_costs")
+
+    @classmethod
     def named(cls, name: str) -> "EvaluatorSpec":
-        """``real`` or ``fake``."""
-        return cls.fake() if name == "fake" else cls()
+        """``real``, ``fake``, or the import path of a module with the three functions of
+        :meth:`of_module`; UserError naming what is missing."""
+        if name == "real":
+            return cls()
+        if name == "fake":
+            return cls.fake()
+        spec = cls.of_module(name)
+        for path in (spec.train, spec.data, spec.costs):
+            try:
+                fn = import_object(path)
+            except ImportError as e:
+                raise UserError(f"--evaluator {name!r}: not 'real', 'fake' or an importable "
+                                f"module ({e})") from None
+            except AttributeError:
+                raise UserError(f"--evaluator {name!r}: the module has no "
+                                f"{path.partition(':')[2]}()") from None
+            if not callable(fn):
+                raise UserError(f"--evaluator {name!r}: {path} is not callable")
+        return spec
 
 
 def import_object(path: str) -> Any:

@@ -30,6 +30,7 @@ from typing import Any, Mapping
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from nas.search import _optuna
 from nas.search.storage import Abort
 
 __all__ = ["DriverRegistry", "DRIVER_KEY", "HEARTBEAT_S", "GRACE_S"]
@@ -92,8 +93,8 @@ class DriverRegistry:
                 "beat": time.time(), "ended": ended}
 
     def _write(self, ended: bool = False) -> None:
-        self.study._storage.set_study_system_attr(self.study._study_id, _PREFIX + self.id,
-                                                  self._entry(ended))
+        _optuna.storage_of(self.study).set_study_system_attr(
+            _optuna.study_id(self.study), _PREFIX + self.id, self._entry(ended))
 
     def start(self) -> None:
         """Register and start the heartbeat thread."""
@@ -118,12 +119,13 @@ class DriverRegistry:
 
     def stamp(self, trial_id: int) -> None:
         """Mark a trial as this driver's."""
-        self.study._storage.set_trial_system_attr(trial_id, DRIVER_KEY, self.id)
+        _optuna.storage_of(self.study).set_trial_system_attr(trial_id, DRIVER_KEY, self.id)
 
     # ------------------------------------------------------------------ the others
     def entries(self) -> dict[str, Mapping[str, Any]]:
         """Every registered driver id -> its entry."""
-        attrs = self.study._storage.get_study_system_attrs(self.study._study_id)
+        attrs = _optuna.storage_of(self.study).get_study_system_attrs(
+            _optuna.study_id(self.study))
         return {k[len(_PREFIX):]: v for k, v in attrs.items()
                 if k.startswith(_PREFIX) and isinstance(v, Mapping)}
 

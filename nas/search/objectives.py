@@ -73,12 +73,13 @@ DEFAULT_OBJECTIVES = "recall,query_gflops,index_gflops"
 
 
 def parse_objectives(text: str | Sequence[str]) -> list[Objective]:
-    """``"recall,query_gflops,index_gflops"`` -> objectives; unknown or repeated names are UserErrors."""
+    """``"recall,query_gflops,index_gflops"`` -> objectives; unknown or repeated names
+    are UserErrors."""
     names = [n.strip() for n in (text.split(",") if isinstance(text, str) else text)]
     names = [n for n in names if n]
     if not names:
         raise UserError("--objectives: give at least one objective, e.g. recall,query_gflops")
-    out = []
+    out: list[Objective] = []
     for n in names:
         if n not in OBJECTIVES:
             raise UserError(f"--objectives: unknown objective {n!r}; known: "

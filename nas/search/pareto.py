@@ -167,7 +167,7 @@ def hypervolume(losses: Any, reference: Sequence[float]) -> float:
     for i in range(len(pts)):
         x_next = pts[i + 1, 0] if i + 1 < len(pts) else ref[0]
         if x_next > pts[i, 0]:
-            total += (x_next - pts[i, 0]) * hypervolume(pts[: i + 1, 1:], ref[1:])
+            total += (x_next - pts[i, 0]) * hypervolume(pts[: i + 1, 1:], list(ref[1:]))
     return float(total)
 
 
@@ -224,18 +224,24 @@ def objective_box(trials: Iterable[Any], directions: Sequence[Any],
     names = list(names or [f"objective{i}" for i in range(len(directions))])
     signs = direction_signs(directions)
     trials = list(trials)
-    best, worst, log = [], [], []
+    best: list[float] = []
+    worst: list[float] = []
+    log: list[bool] = []
     for j, (name, sign) in enumerate(zip(names, signs)):
         if name in NATURAL_BOUNDS and sign < 0:
             b, w = NATURAL_BOUNDS[name]
-            best.append(b), worst.append(w), log.append(False)
+            best.append(b)
+            worst.append(w)
+            log.append(False)
             continue
         seen = [v for v in (_trial_value(t, name, j) for t in trials)
                 if v is not None and math.isfinite(v)]
         if sign < 0:  # a maximised objective without natural bounds: linear, from 0
             if not seen:
                 return None
-            best.append(MARGIN * max(max(seen), 1e-12)), worst.append(0.0), log.append(False)
+            best.append(MARGIN * max(max(seen), 1e-12))
+            worst.append(0.0)
+            log.append(False)
             continue
         seen = [v for v in seen if v > 0]
         if not seen:
@@ -243,7 +249,9 @@ def objective_box(trials: Iterable[Any], directions: Sequence[Any],
         lo, hi = min(seen) / MARGIN, max(seen) * MARGIN
         if limits and name in limits and limits[name] > lo:
             hi = float(limits[name])
-        best.append(lo), worst.append(hi), log.append(True)
+        best.append(lo)
+        worst.append(hi)
+        log.append(True)
     return ObjectiveBox(tuple(best), tuple(worst), tuple(log))
 
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import _thread
 import atexit
-import json
 import logging
 import os
 import re
@@ -35,7 +34,7 @@ import time
 from contextlib import nullcontext
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Callable, ContextManager
+from typing import TYPE_CHECKING, Any, Callable, ContextManager
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -54,15 +53,16 @@ from ray.tune import Callback  # noqa: E402
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler  # noqa: E402
 from ray.tune.search import Searcher  # noqa: E402
 
+from nas.search import messages  # noqa: E402
 from nas.search.evaluator import (EvaluatorSpec, RayOptions, call_train,  # noqa: E402
                                   import_object)
-from nas.search.scheduler import MOASHA  # noqa: E402
-from nas.search.searcher import AskTellSearcher, TrialSpec  # noqa: E402
-from nas.search.storage import Abort  # noqa: E402
+
+if TYPE_CHECKING:  # the driver's side only: a trial's worker imports this module too,
+    # and should not pay for Optuna and the storage layer (imported once per worker)
+    from nas.search.scheduler import MOASHA
+    from nas.search.searcher import AskTellSearcher
 
 __all__ = ["EvaluatorSpec", "RayOptions", "import_object", "run_tune", "trainable"]
-
-_METRIC_PREFIX = "m/"
 
 
 # ------------------------------------------------------------------------------- worker
@@ -79,7 +79,8 @@ def _load_data(loader: str, spec: str) -> Any:
 
 
 def trainable(config: dict[str, Any]) -> None:
-    """Tune function trainable: train one TrialSpec, report each rung, then a final result."""
+    """Tune function trainable: train one TrialSpec, report each rung, then a final result
+    (the messages of ``nas.search.messages``)."""
     from nas.config import FusionConfig, TrainConfig
 
     spec = config["spec"]
@@ -88,9 +89,7 @@ def trainable(config: dict[str, Any]) -> None:
     t0 = time.perf_counter()
 
     def report(rung: int, metrics: dict[str, Any]) -> bool:
-        tune.report({"nas_kind": "rung", "nas_rung": int(rung), "nas_node": node,
-                     **{_METRIC_PREFIX + k: float(v) for k, v in metrics.items()
-                        if isinstance(v, (int, float))}})
+        tune.report(messages.encode(messages.RungReport(rung, metrics, node)))
         return False  # stopping is the scheduler's decision (Tune ends the trial)
 
     try:
@@ -104,19 +103,12 @@ def trainable(config: dict[str, Any]) -> None:
         res = call_train(import_object(ev["train"]), fusion, train, data, rungs=spec["rungs"],
                          report=report, costs=spec.get("costs"))
     except Exception as e:  # the reason goes into the study; the driver decides the state
-        tune.report({"nas_kind": "failed", "nas_error": f"{type(e).__name__}: {e}",
-                     "nas_node": node, "nas_wall_s": time.perf_counter() - t0})
+        tune.report(messages.encode(messages.TrialFailed(
+            f"{type(e).__name__}: {e}", time.perf_counter() - t0, node)))
         return
-    tune.report({"nas_kind": "final", "nas_node": node, "nas_epochs": float(res.epochs),
-                 "nas_stopped": bool(res.stopped), "nas_wall_s": float(res.wall_s),
-                 "nas_gates": json.dumps(res.gate_stats, default=float),
-                 **{_METRIC_PREFIX + k: float(v) for k, v in res.metrics.items()
-                    if isinstance(v, (int, float))}})
-
-
-def _metrics(result: dict[str, Any]) -> dict[str, float]:
-    n = len(_METRIC_PREFIX)
-    return {k[n:]: v for k, v in result.items() if k.startswith(_METRIC_PREFIX)}
+    tune.report(messages.encode(messages.TrialDone(
+        res.metrics, float(res.epochs), bool(res.stopped), float(res.wall_s),
+        res.gate_stats, node)))
 
 
 # ------------------------------------------------------------------------------- driver
@@ -138,7 +130,7 @@ class _Searcher(Searcher):
         self.errors: dict[str, str] = {}  # Tune trial id -> why its worker failed
         self.retries: dict[str, int] = {}  # Tune trial id -> restarts after a worker died
 
-    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:  # type: ignore[override]
         if self.halt is not None and self.halt():
             return Searcher.FINISHED  # the running trials finish and are recorded
         with self.guard():
@@ -157,31 +149,25 @@ class _Searcher(Searcher):
         number = self.numbers.pop(trial_id, None)
         if number is None:
             return
-        result = result or {}
-        kind = result.get("nas_kind")
+        msg = messages.decode(result)
         retries = self.retries.pop(trial_id, 0)
         extra = {"retries": retries} if retries else None
         why = self.errors.pop(trial_id, None)
+        node = msg.node if msg is not None else None
         with self.guard():
-            if error or kind is None:
+            if error or msg is None:
                 self.core.finish(number, error=why or "the Ray worker failed or was lost "
-                                 "(see the Ray logs)", node_id=result.get("nas_node"),
+                                 "(see the Ray logs)", node_id=node, extra=extra)
+            elif isinstance(msg, messages.TrialFailed):
+                self.core.finish(number, error=msg.error, node_id=node, wall_s=msg.wall_s,
                                  extra=extra)
-            elif kind == "failed":
-                self.core.finish(number, error=result.get("nas_error", "unknown error"),
-                                 node_id=result.get("nas_node"),
-                                 wall_s=result.get("nas_wall_s"), extra=extra)
-            elif kind == "final":
-                gates = json.loads(result.get("nas_gates") or "{}")
-                self.core.finish(number, metrics=_metrics(result),
-                                 epochs=result.get("nas_epochs"),
-                                 stopped=bool(result.get("nas_stopped")), gates=gates,
-                                 node_id=result.get("nas_node"),
-                                 wall_s=result.get("nas_wall_s"), extra=extra)
-            else:  # stopped by the scheduler after a rung
-                self.core.finish(number, metrics=_metrics(result), stopped=True,
-                                 node_id=result.get("nas_node"),
-                                 wall_s=result.get("time_total_s"), extra=extra)
+            elif isinstance(msg, messages.TrialDone):
+                self.core.finish(number, metrics=msg.metrics, epochs=msg.epochs,
+                                 stopped=msg.stopped, gates=msg.gates, node_id=node,
+                                 wall_s=msg.wall_s, extra=extra)
+            else:  # stopped by the scheduler after a rung (Tune's own clock for its time)
+                self.core.finish(number, metrics=msg.metrics, stopped=True, node_id=node,
+                                 wall_s=(result or {}).get("time_total_s"), extra=extra)
 
     # Tune pickles its config for its own restore feature, which we do not use (the study
     # is the state; resume reads it): pickle to an inert placeholder, never the storage.
@@ -221,13 +207,13 @@ class _Scheduler(FIFOScheduler):
     def on_trial_result(self, tune_controller: Any, trial: Any, result: dict[str, Any]) -> str:
         if trial.num_failures:  # restarted after its worker died: remember for the record
             self.searcher.retries[trial.trial_id] = int(trial.num_failures)
-        if result.get("nas_kind") != "rung":
+        msg = messages.decode(result)
+        if not isinstance(msg, messages.RungReport):
             return TrialScheduler.CONTINUE
         number = self.searcher.numbers.get(trial.trial_id)
         if number is None or number not in self.searcher.core.in_flight:
             return TrialScheduler.CONTINUE
-        rung = int(result["nas_rung"])
-        metrics = _metrics(result)
+        rung, metrics = msg.rung, msg.metrics
         with self.guard():
             self.searcher.core.on_rung(number, rung, metrics)
             vec = self.searcher.core.rung_vector(number, metrics)
@@ -303,7 +289,8 @@ class _Deadlines(Callback):
             if actor is None:
                 continue
             number = self.searcher.numbers.get(trial.trial_id)
-            epochs = self.searcher.core.rung_metrics.get(number, {}).get("epochs", 0.0)
+            epochs = self.searcher.core.rung_metrics.get(number, {}).get("epochs", 0.0) \
+                if number is not None else 0.0
             self.searcher.errors[trial.trial_id] = (
                 f"exceeded --trial-timeout {fmt_duration(self.timeout_s)} at epoch "
                 f"{float(epochs):g} (ran {fmt_duration(now - t0)}; its worker was stopped)")
@@ -422,10 +409,16 @@ def run_tune(core: AskTellSearcher, asha: MOASHA, evaluator: EvaluatorSpec, data
              trial_timeout_s: float | None = None) -> None:
     """Run trials on Ray Tune until the searcher has nothing more to ask (or ``halt``
     says why no new trial should start). Raises ``Abort`` when the Ray head is lost."""
+    from nas.search.storage import Abort
+
     started = init_ray(opts)
     workdir = tempfile.mkdtemp(prefix="nas-tune-")
     lost = "driver stopped: Ray head lost"
-    watch = _HeadWatch(opts.address, lambda: core.abandon(lost)).start() \
+
+    def on_lost() -> None:
+        core.abandon(lost)
+
+    watch = _HeadWatch(opts.address, on_lost).start() \
         if opts.address not in (None, "", "auto", "local") else None
     try:
         cpus = cluster_cpus()
@@ -434,7 +427,8 @@ def run_tune(core: AskTellSearcher, asha: MOASHA, evaluator: EvaluatorSpec, data
             on_start(concurrency)
         searcher = _Searcher(core, evaluator, data_spec, opts.gpus_per_trial, guard, halt)
         scheduler = _Scheduler(searcher, asha, guard)
-        callbacks = [_Deadlines(searcher, trial_timeout_s)] if trial_timeout_s else []
+        callbacks: list[Callback] = [_Deadlines(searcher, trial_timeout_s)] \
+            if trial_timeout_s else []
         resources = {"cpu": opts.cpus_per_trial, "gpu": opts.gpus_per_trial}
         tuner = tune.Tuner(
             tune.with_resources(trainable, resources),

@@ -51,7 +51,7 @@ from optuna.samplers import BaseSampler
 from optuna.trial import FrozenTrial, TrialState
 
 from nas.errors import UserError
-from nas.search import records
+from nas.search import _optuna, records
 
 __all__ = ["SAMPLERS", "LearningSampler", "StudyView", "make_sampler"]
 
@@ -77,14 +77,14 @@ class StudyView:
             return t
         v = copy.copy(t)
         v.state = TrialState.COMPLETE
-        v._values = [float(x) for x in learn]
+        v = _optuna.with_values(v, learn)
         return v
 
     def _get_trials(self, deepcopy: bool = True, states: Container[TrialState] | None = None,
                     use_cache: bool = False) -> list[FrozenTrial]:
         # Read everything once, present, then filter on the presented state.
         if self._all is None:
-            trials = self._study._get_trials(deepcopy=False, states=None, use_cache=use_cache)
+            trials = _optuna.study_trials(self._study, deepcopy=False, use_cache=use_cache)
             self._all = [self.present(t) for t in trials]
         out = copy.deepcopy(self._all) if deepcopy else list(self._all)
         return out if states is None else [t for t in out if t.state in states]

@@ -1,28 +1,33 @@
 """The ask/tell searcher on Optuna: turns the sampler's suggestions into trainable trial
-specs (dedupe, cost limits), and is the study's only writer. The samplers, and why they
-see stopped trials through a view, are in ``nas.search.sampler``.
+specs (dedupe, cost limits), and tells the study each result; the study's only writer.
+The samplers, and why they see stopped trials through a view, are in
+``nas.search.sampler``; the claim protocol and orphan recovery in ``nas.search.claims``;
+what a record holds in ``nas.search.records``.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
 import optuna
 from optuna.distributions import CategoricalDistribution, IntDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-from nas.config import config_key
+from nas.config import COST_GALLERY, config_key
 from nas.errors import UserError
-from nas.search import records
+from nas.search import _optuna, records
+from nas.search.claims import check_claim, requeue
 from nas.search.faults import faultpoint
 from nas.search.liveness import DriverRegistry
 from nas.search.objectives import Objective
+from nas.search.records import TrialStatus
 from nas.search.space import InvalidCombination, SearchSpace
 
-__all__ = ["AskTellSearcher", "TrialSpec", "SearchExhausted", "requeue", "config_key"]
+__all__ = ["AskTellSearcher", "TrialOutcome", "TrialSpec", "SearchExhausted", "requeue",
+           "config_key"]
 
 
 # ----------------------------------------------------------------------------- searcher
@@ -40,6 +45,36 @@ class TrialSpec:
     costs: dict[str, float]
 
 
+@dataclass(frozen=True)
+class TrialOutcome:
+    """How a trained trial ended, as the executor saw it (``AskTellSearcher.finish``).
+
+    ``metrics``: val metrics at the last rung reached (default: the last rung recorded);
+    ``epochs``: the budget reached; ``stopped``: stopped early; ``gates``: gate statistics;
+    ``error``: why it failed (None: it did not); ``extra``: further record attributes
+    (e.g. ``retries``).
+    """
+
+    metrics: Mapping[str, float] | None = None
+    epochs: float | None = None
+    stopped: bool = False
+    gates: Mapping[str, Any] | None = None
+    error: str | None = None
+    node_id: str | None = None
+    wall_s: float | None = None
+    extra: Mapping[str, Any] | None = None
+
+
+@dataclass
+class _Final:
+    """A trial's final record, before it is written."""
+
+    state: TrialState
+    attrs: dict[str, Any]
+    values: list[float] | None = None
+    system: dict[str, Any] = field(default_factory=dict)
+
+
 class SearchExhausted(UserError):
     """The sampler keeps proposing configurations that cannot be trained."""
 
@@ -53,14 +88,8 @@ class AskTellSearcher:
     and do not count toward ``--trials``. ``on_rung`` and ``finish`` record results.
 
     Several drivers may search one study at once, so the counts and the dedupe are read
-    from the storage, not kept in memory. A sampled configuration is *claimed* by writing
-    ``status=running`` on its trial, and only then are the other trials read: a claimed
-    trial that sees another trained-or-claimed trial with its config id yields
-    (``duplicate``), and one that sees more than ``--trials`` trained-or-claimed trials
-    yields (``surplus``: FAIL, not counted; an enqueued configuration is re-enqueued).
-    Since every driver writes its claim before it reads, of two racing claims at least
-    one sees the other: the total never exceeds ``--trials`` and no configuration is
-    trained twice (at worst both yield and ask again).
+    from the storage, not kept in memory, and a sampled configuration is claimed before
+    it is trained (``nas.search.claims``).
 
     Every trial this driver asks is stamped with its id (``liveness``); trials left
     RUNNING by a dead driver are recovered (FAIL ``driver crashed``, re-queued) before
@@ -108,9 +137,10 @@ class AskTellSearcher:
         trials = self.study.get_trials(deepcopy=False)
         if self.registry is not None:
             mine = {s.trial_id for s in self.in_flight.values()}
-            orphans = [t for t in self.registry.orphaned(trials) if t._trial_id not in mine]
+            orphans = [t for t in self.registry.orphaned(trials)
+                       if _optuna.trial_id(self.study, t) not in mine]
             for t in orphans:
-                requeue(self.study, t, "driver crashed", "crashed")
+                requeue(self.study, t, "driver crashed", TrialStatus.CRASHED)
             if orphans:
                 self.recovered += len(orphans)
                 trials = self.study.get_trials(deepcopy=False)
@@ -169,13 +199,14 @@ class AskTellSearcher:
         cid = fusion.fusion_id
         if cid not in self._cost_cache:
             self._cost_cache[cid] = {k: float(v) for k, v in self.cost_fn(
-                fusion, self.shapes, gallery=1000, measure_latency=self.measure_latency).items()}
+                fusion, self.shapes, gallery=COST_GALLERY,
+                measure_latency=self.measure_latency).items()}
         return self._cost_cache[cid]
 
     def _ask_one(self) -> TrialSpec | None:
         faultpoint("before_ask")
         trial = self.study.ask()
-        tid = trial._trial_id
+        tid = _optuna.trial_id(self.study, trial)
         faultpoint("after_ask")
         if self.registry is not None:
             self.registry.stamp(tid)
@@ -183,8 +214,8 @@ class AskTellSearcher:
             params, fusion, train = self.space.suggest(self._suggest(trial), self.overrides)
         except InvalidCombination as e:
             # Teach it as infeasible (a violated constraint) when constraints are on.
-            self._tell_infeasible(trial, None, {k: 1.0 for k in self.limits},
-                                  {"status": "infeasible", "fail_reason": str(e),
+            self._tell_infeasible(tid, None, {k: 1.0 for k in self.limits},
+                                  {"status": TrialStatus.INFEASIBLE, "fail_reason": str(e),
                                    "budget": 0.0, "full_budget": False})
             return None
         cid = config_key(fusion, train)
@@ -200,35 +231,18 @@ class AskTellSearcher:
         if any(v > 0 for v in violations.values()):
             why = "; ".join(f"{k} {costs.get(k, math.nan):.4g} > limit {self.limits[k]:g}"
                             for k, v in violations.items() if v > 0)
-            self._tell_infeasible(trial, costs, violations,
-                                  {"status": "infeasible",
+            self._tell_infeasible(tid, costs, violations,
+                                  {"status": TrialStatus.INFEASIBLE,
                                    "fail_reason": f"over cost limit: {why}"})
             return None
         # Claim, then look (see the class docstring for why this order).
-        records.set_attrs(self.study, tid, status=records.RUNNING_STATUS)
+        records.set_attrs(self.study, tid, status=TrialStatus.RUNNING)
         faultpoint("after_claim")
-        trials = self.study.get_trials(deepcopy=False)
-        dup_of = min((t.number for t in trials if t.number != trial.number
-                      and t.user_attrs.get("config_id") == cid and records.is_claimed(t)),
-                     default=None)
-        if dup_of is not None:
-            # Not trained again. Recorded as FAIL/duplicate pointing at the original (whose
-            # results stand); not shown to the sampler (no learning values), not counted.
-            records.write_final(self.study, tid, TrialState.FAIL, attrs={
-                "status": "duplicate", "duplicate_of": dup_of,
-                "fail_reason": f"same configuration as trial {dup_of}"})
-            self.on_event()
-            return None
-        if records.claimed(trials) > self.n_trials:
-            # Another driver took the last slot at the same time: yield it. An enqueued
-            # configuration (warm start, re-queued crash) goes back into the queue.
-            frozen = self.study._storage.get_trial(tid)
-            if "fixed_params" in frozen.system_attrs:
-                _enqueue_again(self.study, frozen)
-            records.write_final(self.study, tid, TrialState.FAIL, attrs={
-                "status": "surplus",
-                "fail_reason": f"--trials {self.n_trials} reached by other drivers"})
-            self._count(self.study.get_trials(deepcopy=False))
+        yielded = check_claim(self.study, tid, trial.number, cid, self.n_trials,
+                              self.study.get_trials(deepcopy=False))
+        if yielded is not None:
+            if yielded == TrialStatus.SURPLUS:
+                self._count(self.study.get_trials(deepcopy=False))
             self.on_event()
             return None
         if self.limits:
@@ -240,7 +254,7 @@ class AskTellSearcher:
         self.on_event()
         return spec
 
-    def _tell_infeasible(self, trial: optuna.Trial, costs: Mapping[str, float] | None,
+    def _tell_infeasible(self, tid: int, costs: Mapping[str, float] | None,
                          violations: Mapping[str, float], attrs: Mapping[str, Any]) -> None:
         """FAIL without training. With cost limits, the sampler sees it as an infeasible
         point (worst quality seen, exact costs, positive constraints); without limits
@@ -251,7 +265,7 @@ class AskTellSearcher:
             learn = [self._worst(o) if not o.known_before_training or costs is None
                      or o.key not in costs else o.value(None, costs) for o in self.objectives]
             system = records.learning_attrs(learn, violations)
-        records.write_final(self.study, trial._trial_id, TrialState.FAIL, attrs=attrs,
+        records.write_final(self.study, tid, TrialState.FAIL, attrs=attrs,
                             system_attrs=system)
         self.on_event()
 
@@ -285,12 +299,10 @@ class AskTellSearcher:
         self.rung_metrics[number] = dict(metrics)
         self.on_event()
 
-    def finish(self, number: int, *, metrics: Mapping[str, float] | None = None,
-               epochs: float | None = None, stopped: bool = False,
-               gates: Mapping[str, Any] | None = None, error: str | None = None,
-               node_id: str | None = None, wall_s: float | None = None,
-               extra: Mapping[str, Any] | None = None) -> TrialState:
-        """Tell the final state of a trained trial and return it.
+    def finish(self, number: int, outcome: TrialOutcome | None = None,
+               **kwargs: Any) -> TrialState:
+        """Tell the final state of a trained trial and return it: ``outcome``, or a
+        ``TrialOutcome(**kwargs)``.
 
         Full budget -> COMPLETE with objective values; stopped early -> PRUNED with its
         rung values kept for the sampler; an error -> FAIL with the reason. The record
@@ -299,118 +311,80 @@ class AskTellSearcher:
         spec = self.in_flight.get(number)
         if spec is None:
             return TrialState.FAIL
-        tid = spec.trial_id
-        metrics = dict(metrics or self.rung_metrics.get(number) or {})
-        budget = float(epochs if epochs is not None else metrics.get("epochs", 0.0) or 0.0)
-        full = error is None and not stopped and budget >= self.rungs[-1] - 1e-6
-        attrs: dict[str, Any] = {"budget": budget, "full_budget": full, **(extra or {})}
-        if node_id:
-            attrs["node_id"] = node_id
-        if wall_s is not None:
-            attrs["wall_s"] = float(wall_s)
-        if metrics:
-            attrs["metrics"] = metrics
-        system: dict[str, Any] = {}
-        values: list[float] | None = None
-        if error is None:
-            try:
-                vals = [o.value(metrics, spec.costs) for o in self.objectives]
-            except KeyError as e:
-                error = f"result lacks a value: {e}"
-            else:
-                bad = [o.name for o, v in zip(self.objectives, vals) if not math.isfinite(v)]
-                if bad:
-                    error = f"non-finite objective(s) {bad}"
-                elif full:
-                    if gates is not None:
-                        attrs["gates"] = gates
-                    values = vals
-                else:
-                    system = records.learning_attrs(vals, None)
-        if error is not None:
-            state = TrialState.FAIL
-            attrs.update(status="failed", fail_reason=error, full_budget=False)
-        elif values is not None:
-            state = TrialState.COMPLETE
-            attrs["status"] = "complete"
-            if self.on_full_budget is not None and gates:
-                try:
-                    self.on_full_budget(tid, gates, values)
-                except Exception as e:  # noqa: BLE001 - a plot must never cost a result
-                    warnings.warn(f"trial {number}: gate plot not attached: {e}")
-        else:
-            state = TrialState.PRUNED
-            attrs["status"] = "stopped"
+        final = self._final(number, spec, outcome or TrialOutcome(**kwargs))
+        if final.state == TrialState.COMPLETE:
+            self._attach_gates(number, spec.trial_id, final)
         try:
-            records.write_final(self.study, tid, state, values=values, attrs=attrs,
-                                system_attrs=system)
+            records.write_final(self.study, spec.trial_id, final.state, values=final.values,
+                                attrs=final.attrs, system_attrs=final.system)
         except optuna.exceptions.UpdateFinishedTrialError:
             # Another driver judged this one dead (no heartbeat for GRACE_S: the machine
             # slept?) and recovered the trial: its re-queued copy stands, this result not.
-            self.in_flight.pop(number, None)
-            self.rung_metrics.pop(number, None)
+            self._forget(number)
             return TrialState.FAIL
         faultpoint("after_tell")
-        self.in_flight.pop(number, None)
-        self.rung_metrics.pop(number, None)
+        self._forget(number)
         self.done += 1
         self.on_event()
-        return state
+        return final.state
 
-    def abandon(self, reason: str, status: str = "interrupted") -> list[int]:
+    def _final(self, number: int, spec: TrialSpec, out: TrialOutcome) -> _Final:
+        """The final record of a trained trial (see ``finish``)."""
+        metrics = dict(out.metrics or self.rung_metrics.get(number) or {})
+        budget = float(out.epochs if out.epochs is not None else
+                       metrics.get("epochs", 0.0) or 0.0)
+        full = out.error is None and not out.stopped and budget >= self.rungs[-1] - 1e-6
+        attrs: dict[str, Any] = {"budget": budget, "full_budget": full, **(out.extra or {})}
+        if out.node_id:
+            attrs["node_id"] = out.node_id
+        if out.wall_s is not None:
+            attrs["wall_s"] = float(out.wall_s)
+        if metrics:
+            attrs["metrics"] = metrics
+        error = out.error
+        vals: list[float] = []
+        if error is None:
+            vals, error = self._objective_values(metrics, spec.costs)
+        if error is not None:
+            attrs.update(status=TrialStatus.FAILED, fail_reason=error, full_budget=False)
+            return _Final(TrialState.FAIL, attrs)
+        if full:
+            attrs["status"] = TrialStatus.COMPLETE
+            if out.gates is not None:
+                attrs["gates"] = dict(out.gates)
+            return _Final(TrialState.COMPLETE, attrs, values=vals)
+        attrs["status"] = TrialStatus.STOPPED
+        return _Final(TrialState.PRUNED, attrs, system=records.learning_attrs(vals, None))
+
+    def _objective_values(self, metrics: Mapping[str, float], costs: Mapping[str, float]
+                          ) -> tuple[list[float], str | None]:
+        """The objective vector, or why there is none (a missing or non-finite value)."""
+        try:
+            vals = [o.value(metrics, costs) for o in self.objectives]
+        except KeyError as e:
+            return [], f"result lacks a value: {e}"
+        bad = [o.name for o, v in zip(self.objectives, vals) if not math.isfinite(v)]
+        return vals, (f"non-finite objective(s) {bad}" if bad else None)
+
+    def _attach_gates(self, number: int, trial_id: int, final: _Final) -> None:
+        gates = final.attrs.get("gates")
+        if self.on_full_budget is None or not gates or final.values is None:
+            return
+        try:
+            self.on_full_budget(trial_id, gates, final.values)
+        except Exception as e:  # noqa: BLE001 - a plot must never cost a result
+            warnings.warn(f"trial {number}: gate plot not attached: {e}")
+
+    def _forget(self, number: int) -> None:
+        self.in_flight.pop(number, None)
+        self.rung_metrics.pop(number, None)
+
+    def abandon(self, reason: str, status: TrialStatus = TrialStatus.INTERRUPTED
+                ) -> list[int]:
         """Mark every in-flight trial FAIL (``reason``) and re-queue its configuration."""
         numbers = sorted(self.in_flight)
+        storage = _optuna.storage_of(self.study)
         for n in numbers:
             spec = self.in_flight.pop(n)
-            requeue(self.study, self.study._storage.get_trial(spec.trial_id), reason, status)
+            requeue(self.study, storage.get_trial(spec.trial_id), reason, status)
         return numbers
-
-
-def _requeue_params(t: FrozenTrial) -> dict[str, Any] | None:
-    """The parameters to train again for an unfinished trial, or None (nothing to redo).
-
-    An enqueued trial keeps its full parameters in ``fixed_params``; a sampled one has
-    complete ``params`` once its config id (or any status) is written. A sampled trial
-    killed before that (mid-sampling) trained nothing and its partial parameters mean
-    nothing.
-    """
-    if "fixed_params" in t.system_attrs:
-        return dict(t.system_attrs["fixed_params"])
-    if t.user_attrs.get("config_id") or t.user_attrs.get("status"):
-        return dict(t.params)
-    return None
-
-
-def _enqueue_again(study: optuna.Study, t: FrozenTrial) -> bool:
-    """Enqueue ``t``'s parameters once (idempotent: a crash-and-retry re-queues once)."""
-    params = _requeue_params(t)
-    if params is None:
-        return False
-    if any(x.user_attrs.get("requeued_from") == t.number
-           for x in study.get_trials(deepcopy=False)):
-        return True
-    attrs: dict[str, Any] = {"requeued_from": t.number}
-    if "warm_start" in t.user_attrs:
-        attrs["warm_start"] = t.user_attrs["warm_start"]
-    study.enqueue_trial(params, user_attrs=attrs)
-    return True
-
-
-def requeue(study: optuna.Study, t: FrozenTrial, reason: str, status: str) -> None:
-    """Enqueue the trial's configuration again, then mark the trial FAIL with ``reason``.
-
-    In this order so that a crash in between leaves the trial RUNNING (recovered again
-    next time; the enqueue is idempotent), never a FAIL trial whose configuration was
-    not re-queued.
-    """
-    if t.state != TrialState.RUNNING:
-        return  # finished meanwhile: another driver recovered (and re-queued) it
-    requeued = _enqueue_again(study, t)
-    faultpoint("during_requeue")
-    if not requeued:
-        reason = f"{reason} (before its configuration was sampled; nothing to re-queue)"
-    try:
-        records.write_final(study, t._trial_id, TrialState.FAIL,
-                            attrs={"status": status, "fail_reason": reason})
-    except optuna.exceptions.UpdateFinishedTrialError:
-        pass  # another driver recovered it at the same moment; the enqueue is idempotent

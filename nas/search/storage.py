@@ -227,23 +227,31 @@ class StorageGuard:
     # ------------------------------------------------------------------ the proxy
     def wrap(self, storage: Any) -> "RetryingStorage":
         """Optuna's storage behind this guard (pass it to create_study/load_study)."""
-        from optuna.storages import RDBStorage, _CachedStorage
+        from optuna.storages import RDBStorage
+
+        from nas.search._optuna import cached_storage
 
         if isinstance(storage, RDBStorage):
-            storage = _CachedStorage(storage)
+            storage = cached_storage(storage)
         return RetryingStorage(storage, self)
 
 
 class RetryingStorage:
     """Optuna storage proxy: every method call goes through ``StorageGuard.call``.
 
-    Attributes that are not methods (``_backend``, the RDB storage ``records`` uses for
-    its one-transaction writes, which it retries itself) pass through unchanged.
+    Attributes that are not methods (the cache's RDB backend, which ``records`` uses for
+    its one-transaction writes and retries itself) pass through unchanged; ``inner`` is
+    the storage it wraps.
     """
 
     def __init__(self, inner: Any, guard: StorageGuard) -> None:
         self._inner = inner
         self.guard = guard
+
+    @property
+    def inner(self) -> Any:
+        """The wrapped Optuna storage."""
+        return self._inner
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._inner, name)
@@ -259,7 +267,9 @@ class RetryingStorage:
 
 def retrying(study: Any, fn: Callable[[], T]) -> T:
     """``fn()`` retried by the study's storage guard when it has one, else called once."""
-    guard = getattr(study._storage, "guard", None)
+    from nas.search._optuna import storage_of
+
+    guard = getattr(storage_of(study), "guard", None)
     if isinstance(guard, StorageGuard):
         return guard.call(fn)
     return fn()

@@ -104,10 +104,10 @@ def execute(job: Job, evaluator: Any, data_spec: str, objectives: Sequence[str],
     """Train one run; ``{"values", "metrics", "costs", "wall_s", "error"}`` (plain data).
 
     A training that raises (NaN loss, a bad config) comes back with ``error`` set, to be
-    recorded as failed; the costs are estimated as the search does (``gallery=1000``,
+    recorded as failed; the costs are estimated as the search does (``COST_GALLERY``,
     latency measured only when an objective needs it), and the evaluator may refine them
     (routing's skipped layers)."""
-    from nas.config import FusionConfig, TrainConfig
+    from nas.config import COST_GALLERY, FusionConfig, TrainConfig
     from nas.search.evaluator import call_train, import_object
     from nas.search.objectives import OBJECTIVES
 
@@ -118,7 +118,7 @@ def execute(job: Job, evaluator: Any, data_spec: str, objectives: Sequence[str],
         train = TrainConfig.from_dict(job.train)
         if cpu_only and train.device == "auto":
             train = train.replace(device="cpu")
-        costs = import_object(evaluator.costs)(fusion, data.shapes, gallery=1000,
+        costs = import_object(evaluator.costs)(fusion, data.shapes, gallery=COST_GALLERY,
                                                measure_latency="latency_ms" in objectives)
         res = call_train(import_object(evaluator.train), fusion, train, data,
                          rungs=list(rungs), report=None, costs=costs)

@@ -23,6 +23,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState, create_trial
 
 from nas._io import json_safe
+from nas.search.records import TrialStatus
 from nas.verdict.jobs import Job
 
 __all__ = ["SUFFIX", "companion_name", "open_companion", "recorded", "record"]
@@ -70,10 +71,10 @@ def record(comp: optuna.Study, job: Job, outcome: Mapping[str, Any], point: int,
              "metrics": outcome.get("metrics", {}), "costs": outcome.get("costs", {}),
              "wall_s": float(outcome.get("wall_s", 0.0))}
     if outcome.get("error"):
-        attrs.update(status="failed", fail_reason=str(outcome["error"]))
+        attrs.update(status=TrialStatus.FAILED.value, fail_reason=str(outcome["error"]))
         trial = create_trial(state=TrialState.FAIL, user_attrs=json_safe(attrs))
     else:
-        attrs["status"] = "complete"
+        attrs["status"] = TrialStatus.COMPLETE.value
         trial = create_trial(state=TrialState.COMPLETE,
                              values=[float(outcome["values"][o]) for o in objectives],
                              user_attrs=json_safe(attrs))

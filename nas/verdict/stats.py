@@ -35,7 +35,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["COST_FLOOR", "LEVEL", "WORDS", "Interval", "paired_interval", "welch_interval", "verdict_word"]
+__all__ = ["COST_FLOOR", "LEVEL", "WORDS", "Interval", "paired_interval", "welch_interval",
+           "verdict_word"]
 
 LEVEL = 0.90
 COST_FLOOR = 0.01  # relative to the base cost: smaller cost changes count as none

@@ -22,8 +22,16 @@ import pytest
 from nas.cli import main
 from nas.data import load_data, parse_spec
 from nas.data.digits import DigitsSpec, load_digits_data, read_checked, shipped_path
-from nas.data.digits_build import (ALL_SPEAKERS, CLIPS, IMAGE_SPLIT, SILENT, SOUND_ONLY,
-                                   SPEAKERS, WORDS, build_digits)
+from nas.data.digits_build import (
+    ALL_SPEAKERS,
+    CLIPS,
+    IMAGE_SPLIT,
+    SILENT,
+    SOUND_ONLY,
+    SPEAKERS,
+    WORDS,
+    build_digits,
+)
 from nas.errors import DataError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -184,7 +192,8 @@ def test_damaged_copy_is_refused_with_how_to_rebuild(tmp_path: Path) -> None:
     raw = bytearray(bad.read_bytes())
     raw[len(raw) // 2] ^= 1
     bad.write_bytes(bytes(raw))
-    with pytest.raises(DataError, match=r"digits.npz: checksum mismatch .*`nas data build-digits --fsdd DIR`"):
+    with pytest.raises(DataError,
+                       match=r"digits.npz: checksum mismatch .*`nas data build-digits --fsdd DIR`"):
         load_data(f"digits:file={bad}")
     (tmp_path / "digits.npz.sha256").unlink()
     with pytest.raises(DataError, match=r"digits.npz.sha256: checksum file missing; rebuild"):

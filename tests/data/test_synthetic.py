@@ -37,7 +37,8 @@ def test_shapes_dtypes_and_masks_as_documented() -> None:
     s = data.train
     n, m = s.n_clips, s.n_texts
     assert n == 90 and data.val.n_clips == 30
-    assert s.video.shape == (n, 6, 16) and s.audio.shape == (n, 8, 12) and s.text.shape == (m, 3, 20)
+    assert s.video.shape == (n, 6, 16) and s.audio.shape == (n, 8, 12)
+    assert s.text.shape == (m, 3, 20)
     assert s.video.dtype == np.float16 and s.text_clip.dtype == np.int64
     assert s.video_mask.dtype == bool and s.audio_mask.dtype == bool and s.text_mask.dtype == bool
     # Every row has a valid entry; the shortest valid length is ceil(min_valid * len).

@@ -13,10 +13,11 @@ from typing import Callable
 import pytest
 import torch
 
-from model_helpers import make_clips, make_texts, randomize, text_conditioned_configs, tiny_config
 from nas.batch import ClipBatch, TextBatch
 from nas.evaluate import similarity
 from nas.model import FusionContext, build_model
+
+from model_helpers import make_clips, make_texts, randomize, text_conditioned_configs, tiny_config
 
 Scorer = Callable[..., torch.Tensor]
 CONFIGS = text_conditioned_configs()
@@ -179,7 +180,8 @@ def test_training_loss_fuses_every_pair(monkeypatch) -> None:
     monkeypatch.setattr(model, "_fuse", spy)
     model.training_loss(make_clips(4, cfg), make_texts(5, cfg), torch.tensor([0, 1, 2, 3, 0]))
     ci, ti = seen[0]
-    assert {(int(a), int(b)) for a, b in zip(ti, ci)} == {(i, j) for i in range(5) for j in range(4)}
+    all_pairs = {(i, j) for i in range(5) for j in range(4)}
+    assert {(int(a), int(b)) for a, b in zip(ti, ci)} == all_pairs
     seen.clear()
     model.training_loss(make_clips(4, cfg), make_texts(5, cfg), torch.tensor([0, 1, 2, 3, 0]),
                         negatives=2)

@@ -9,11 +9,11 @@ from dataclasses import replace
 import pytest
 import torch
 
-from model_helpers import make_clips, make_texts, randomize, tiny_config
 from nas.evaluate import GateRecorder, gate_statistics, similarity
 from nas.model import build_model
 from nas.model.attention import MultiHeadAttention, NoTemperature, Temperature
 
+from model_helpers import make_clips, make_texts, randomize, tiny_config
 
 # ----------------------------------------------------------------------------------
 # variant 2: temperature changes the attention weights
@@ -81,7 +81,8 @@ def test_residual_gate_silent_clip_ignores_audio(extra) -> None:
                                similarity(model, texts, silent_other), rtol=1e-12, atol=1e-10)
     audible = replace(clips, has_audio=torch.ones(4, dtype=torch.bool))
     audible_other = replace(other_audio, has_audio=torch.ones(4, dtype=torch.bool))
-    assert (similarity(model, texts, audible) - similarity(model, texts, audible_other)).abs().max() > 1e-4
+    change = similarity(model, texts, audible) - similarity(model, texts, audible_other)
+    assert change.abs().max() > 1e-4
 
 
 # ----------------------------------------------------------------------------------

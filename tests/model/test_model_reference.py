@@ -11,9 +11,10 @@ import math
 import torch
 import torch.nn.functional as F
 
-from model_helpers import make_clips, make_texts, tiny_config
 from nas.evaluate import similarity
 from nas.model import build_model
+
+from model_helpers import make_clips, make_texts, tiny_config
 
 
 def _lin(x, mod):

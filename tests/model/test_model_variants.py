@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from model_helpers import COMBOS, VARIANTS, make_clips, make_texts, tiny_config
 from nas.errors import UserError
 from nas.evaluate import similarity
 from nas.model import FusionRetrievalModel, build_model
+
+from model_helpers import COMBOS, VARIANTS, make_clips, make_texts, tiny_config
 
 # captions per clip: clips 0 and 1 have two captions (multi-positive, variant 8 positives)
 TEXT_CLIP = torch.tensor([0, 1, 2, 3, 4, 5, 0, 1])

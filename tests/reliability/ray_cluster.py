@@ -2,9 +2,10 @@
 
 Each node has its own temp dir and ports, and each `ray start` runs in a session of its
 own: ``close`` stops exactly those process groups; ``kill(node)`` SIGKILLs every process
-of the node's session, its raylet and its workers (a node that leaves). Never `ray stop`, which would stop every Ray
-on the machine. Ray resolves ``--node-ip-address 127.0.0.1`` to the machine's own address
-(``services.resolve_ip_for_localhost``); traffic stays on this host.
+of the node's session, its raylet and its workers (a node that leaves). Never `ray stop`,
+which would stop every Ray on the machine. Ray resolves ``--node-ip-address 127.0.0.1``
+to the machine's own address (``services.resolve_ip_for_localhost``); traffic stays on
+this host.
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from nas.cli import main
+
 from reliability_helpers import TINY
 
 SEARCH = ["search", "--evaluator", "fake", "--executor", "local", "--quiet", "--trials", "2"]

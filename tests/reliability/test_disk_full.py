@@ -22,9 +22,16 @@ from pathlib import Path
 
 import pytest
 
-from reliability_helpers import (assert_kept, assert_study_sound, check_records,
-                                 fault_while_running, load, run_nas, snapshot,
-                                 status_counts)
+from reliability_helpers import (
+    assert_kept,
+    assert_study_sound,
+    check_records,
+    fault_while_running,
+    load,
+    run_nas,
+    snapshot,
+    status_counts,
+)
 
 pytestmark = pytest.mark.slow
 

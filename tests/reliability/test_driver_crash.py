@@ -15,8 +15,15 @@ from pathlib import Path
 import pytest
 from optuna.trial import TrialState
 
-from reliability_helpers import (TINY, assert_kept, check_finished, check_records, load, run_nas,
-                      snapshot)
+from reliability_helpers import (
+    TINY,
+    assert_kept,
+    check_finished,
+    check_records,
+    load,
+    run_nas,
+    snapshot,
+)
 
 KILLED = -signal.SIGKILL
 N = 7

@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 from optuna.trial import TrialState
 
+from tests.faulty_evaluator import FAULTY
+
 from ray_cluster import RayCluster
 from reliability_helpers import check_finished, load, run_nas
 
@@ -38,9 +40,12 @@ def test_search_runs_on_both_nodes_and_only_the_driver_writes(two_node_cluster: 
                                                               tmp_path: Path) -> None:
     db = tmp_path / "studies.db"
     url = f"sqlite:///{db}"
-    data = f"synthetic|sleep:0.4|forbid:{db}"
+    # Trials long enough to overlap even at a high load: two trials running at once on a
+    # cluster of two 1-CPU nodes must be on different nodes (a CI run at load 17 with
+    # 0.4 s trials saw every trial finish before the next one started, all on one node).
+    data = f"synthetic|sleep:1.5|forbid:{db}"
     r = run_nas(["search", "--space", "quick", "--study", "mn", "--storage", url,
-                 "--trials", "6", "--evaluator", "fake", "--address", two_node_cluster,
+                 "--trials", "6", "--evaluator", FAULTY, "--address", two_node_cluster,
                  "--concurrency", "2", "--data", data, "--quiet"], tmp_path, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     study = load(url, "mn")

@@ -22,6 +22,7 @@ import pytest
 from optuna.trial import TrialState
 
 from nas.cli import main
+
 from reliability_helpers import check_finished, load, nas_env
 
 

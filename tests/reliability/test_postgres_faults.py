@@ -23,9 +23,18 @@ from pathlib import Path
 
 import pytest
 
+from tests.faulty_evaluator import FAULTY
+
 from pg_cluster import PgCluster
-from reliability_helpers import (LiveDriver, assert_study_sound, fault_while_running, load,
-                                 run_nas, status_counts, wait_for)
+from reliability_helpers import (
+    LiveDriver,
+    assert_study_sound,
+    fault_while_running,
+    load,
+    run_nas,
+    status_counts,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -41,7 +50,7 @@ def pg():
 
 def _cmd(url: str, name: str, trials: int, *extra: str) -> list[str]:
     return ["search", "--space", "quick", "--study", name, "--storage", url, "--trials",
-            str(trials), "--evaluator", "fake", "--quiet", *extra]
+            str(trials), "--evaluator", FAULTY, "--quiet", *extra]
 
 
 def _trained(c) -> int:

@@ -20,9 +20,19 @@ from pathlib import Path
 import pytest
 from optuna.trial import TrialState
 
+from tests.faulty_evaluator import FAULTY
+
 from ray_cluster import RayCluster
-from reliability_helpers import (TRAINED, assert_kept, assert_study_sound, check_records,
-                                 fault_while_running, load, run_nas, snapshot)
+from reliability_helpers import (
+    TRAINED,
+    assert_kept,
+    assert_study_sound,
+    check_records,
+    fault_while_running,
+    load,
+    run_nas,
+    snapshot,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -38,7 +48,7 @@ def cluster():
 
 def _cmd(url: str, address: str, *extra: str) -> list[str]:
     return ["search", "--space", "quick", "--study", "n", "--storage", url, "--trials", "6",
-            "--evaluator", "fake", "--address", address, "--concurrency", "2",
+            "--evaluator", FAULTY, "--address", address, "--concurrency", "2",
             "--data", "synthetic|sleep:1.5", "--quiet", *extra]
 
 
@@ -75,8 +85,9 @@ def test_a_node_leaves_and_its_trial_is_retried_on_the_other(cluster: RayCluster
         else:
             assert t.user_attrs["retries"] >= 1, t.user_attrs
     rescued = [t.number for t in hit if t.state != TrialState.FAIL]
+    failed = [(t.number, t.user_attrs['fail_reason'][:90]) for t in hit if t.number not in rescued]
     print(f"node left: trials hit {[t.number for t in hit]}, rescued by a retry {rescued}, "
-          f"failed {[(t.number, t.user_attrs['fail_reason'][:90]) for t in hit if t.number not in rescued]}; "
+          f"failed {failed}; "
           f"{dict(states)}; the search finished {took:.1f} s after the node left")
 
 

@@ -19,6 +19,8 @@ from optuna.trial import TrialState
 
 from nas.search.driver import SearchOptions, run_search
 from nas.search.evaluator import EvaluatorSpec, RayOptions
+from tests.faulty_evaluator import FAULTY
+
 from reliability_helpers import FOUR, TRAINED, assert_study_sound, load
 
 pytestmark = pytest.mark.slow
@@ -36,7 +38,8 @@ def _search(tmp_path: Path, data: str, timeout_s: float, trials: int = 4, prune:
     space.write_text(FOUR)
     opts = SearchOptions(space=str(space), study="t", storage=f"sqlite:///{tmp_path}/s.db",
                          data=data, trials=trials, seed=1, quiet=True,
-                         evaluator=EvaluatorSpec.fake(), trial_timeout_s=timeout_s, prune=prune,
+                         evaluator=EvaluatorSpec.of_module(FAULTY), trial_timeout_s=timeout_s,
+                         prune=prune,
                          ray=RayOptions(concurrency=2, max_failures=1))
     t0 = time.monotonic()
     s = run_search(opts)

@@ -1,8 +1,8 @@
 """Issue 6.2: worker faults on a real Ray. A trial whose worker process dies, raises or
 produces NaN is FAIL with its reason (or retried with --trial-retries); the search goes on.
 
-Faults are injected through the fake evaluator's data spec (``nas.search.testing``): it is
-the one value that reaches every Ray worker unchanged.
+Faults are injected through the data spec of the test evaluator
+(``tests/faulty_evaluator.py``): it is the one value that reaches every Ray worker unchanged.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from optuna.trial import TrialState
 
 from nas.search.driver import SearchOptions, run_search
 from nas.search.evaluator import EvaluatorSpec, RayOptions
+from tests.faulty_evaluator import FAULTY
+
 from reliability_helpers import FOUR, TINY, check_finished, load
 
 pytestmark = pytest.mark.slow
@@ -21,7 +23,7 @@ pytestmark = pytest.mark.slow
 
 def _opts(tmp_path: Path, data: str, trials: int, retries: int = 0, **kw) -> SearchOptions:
     base = dict(space="quick", study="w", storage=f"sqlite:///{tmp_path}/s.db", data=data,
-                trials=trials, seed=3, quiet=True, evaluator=EvaluatorSpec.fake(),
+                trials=trials, seed=3, quiet=True, evaluator=EvaluatorSpec.of_module(FAULTY),
                 ray=RayOptions(concurrency=2, max_failures=retries))
     base.update(kw)
     return SearchOptions(**base)

@@ -7,6 +7,7 @@ import warnings
 from typing import Any
 
 import numpy as np
+
 from nas.config import FusionConfig, TrainConfig, config_key
 
 RUNGS = [0.5, 1.5, 4.5]

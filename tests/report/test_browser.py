@@ -5,19 +5,20 @@ objective names, and the trials the dashboard's study page lists as "Best Trials
 exactly ``nas``'s Pareto front (``nas.search.pareto.pareto_front``): for the search's own
 three-objective study, and for a two-objective copy of it (optuna-dashboard 0.21 decides its
 best trials with its own code, a sort-and-sweep for two objectives and a pairwise check for
-more; both keep trials with identical values, as ``nas`` does). Screenshots go to ``$NAS_TEST_ARTIFACTS`` or ``test-artifacts/`` at the
-repository root. Without Chromium the test is skipped, except under CI (``CI=true``), where
-``.ci/run`` installs it and a missing browser is a failure.
+more; both keep trials with identical values, as ``nas`` does). Screenshots go to
+``$NAS_TEST_ARTIFACTS`` or ``test-artifacts/`` at the repository root. Without Chromium the
+test is skipped, except under CI (``CI=true``), where ``.ci/run`` installs it and a missing
+browser is a failure.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
 import sys
-import re
 import time
 import urllib.request
 from pathlib import Path

@@ -94,7 +94,6 @@ def test_export_then_train_reads_it_back(db, tmp_path, capsys):
 
 
 def test_gate_artifacts_on_running_and_finished_trials(tmp_path):
-    import optuna
     from optuna.artifacts import get_all_artifact_meta
 
     from nas.dashboard import attach_gate_artifacts, open_artifact_store

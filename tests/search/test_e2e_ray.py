@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 
 import optuna
-from optuna.artifacts import get_all_artifact_meta
 import pytest
+from optuna.artifacts import get_all_artifact_meta
 from optuna.trial import TrialState
 
 from nas.search import pareto_front

@@ -90,7 +90,8 @@ def test_resume_continues_where_it_stopped(cfg_file: Path, tmp_path: Path, monke
 def test_bad_config_file_is_a_one_line_error(tmp_path: Path, capsys) -> None:
     p = tmp_path / "bad.yaml"
     p.write_text("fusion: {width: -4}\n")
-    assert main(["train", "--config", str(p), "--data", SMALL_DATA, "--out", str(tmp_path / "o")]) == 2
+    out = str(tmp_path / "o")
+    assert main(["train", "--config", str(p), "--data", SMALL_DATA, "--out", out]) == 2
     assert "width" in capsys.readouterr().err
 
 

@@ -9,7 +9,8 @@ from nas.config import FusionConfig
 from nas.cost import count_flops, estimate_costs, flop_profile, random_inputs
 from nas.data import DataShapes
 
-SHAPES = DataShapes(video_dim=64, audio_dim=48, text_dim=40, frames=8, audio_tokens=16, text_tokens=4)
+SHAPES = DataShapes(video_dim=64, audio_dim=48, text_dim=40, frames=8, audio_tokens=16,
+                    text_tokens=4)
 
 
 def test_query_gflops_of_text_conditioned_config_is_linear_in_gallery(tiny_kwargs) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import warnings
 
 import pytest
 
@@ -37,7 +36,8 @@ def test_report_true_stops_early(small_data, tiny_fusion, tiny_train) -> None:
     assert res.epochs == pytest.approx(0.5, abs=0.2) and res.gate_stats == {}
 
 
-def test_exploding_learning_rate_fails_with_where_and_why(small_data, tiny_fusion, tiny_train) -> None:
+def test_exploding_learning_rate_fails_with_where_and_why(small_data, tiny_fusion,
+                                                          tiny_train) -> None:
     with pytest.raises(TrainingFailed) as e:
         train_proxy(tiny_fusion, tiny_train.replace(lr=1e30, warmup_frac=0.0), small_data)
     msg = str(e.value)
@@ -60,7 +60,8 @@ def test_non_finite_input_feature_names_the_loss_part(small_data, tiny_fusion, t
     assert "at epoch 1 step 1 " in str(e.value) and "loss is nan" in str(e.value), str(e.value)
 
 
-def test_two_cpu_runs_with_one_seed_give_the_same_metrics(small_data, tiny_fusion, tiny_train) -> None:
+def test_two_cpu_runs_with_one_seed_give_the_same_metrics(small_data, tiny_fusion,
+                                                          tiny_train) -> None:
     a = train_proxy(tiny_fusion, tiny_train.replace(epochs=1.0), small_data)
     b = train_proxy(tiny_fusion, tiny_train.replace(epochs=1.0), small_data)
     assert a.metrics | {"wall_s": 0} == b.metrics | {"wall_s": 0}
@@ -72,6 +73,7 @@ def test_no_optuna_or_ray_import() -> None:
     import sys
 
     code = ("import sys, nas.train, nas.cost, nas.checkpoint; "
-            "bad=[m for m in ('optuna','ray') if m in sys.modules]; print(bad); sys.exit(bool(bad))")
+            "bad=[m for m in ('optuna','ray') if m in sys.modules]; "
+            "print(bad); sys.exit(bool(bad))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr

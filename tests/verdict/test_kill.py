@@ -20,6 +20,8 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from tests.faulty_evaluator import FAULTY
+
 from verdict_helpers import PLANTED_VARIANTS, fake_study
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "reliability"))
@@ -31,7 +33,7 @@ PLANNED = 3 * (1 + 4)  # 3 seeds x (base + 4 variants)
 
 def _args(url: str, out: Path, *extra: str) -> list[str]:
     return ["verdict", "--study", "p", "--storage", url, "--seeds", "3", "--variants",
-            PLANTED_VARIANTS, "--out", str(out), "--evaluator", "fake", *extra]
+            PLANTED_VARIANTS, "--out", str(out), "--evaluator", FAULTY, *extra]
 
 
 def _records(url: str) -> dict[int, tuple]:

@@ -11,13 +11,13 @@ import pytest
 from optuna.trial import TrialState
 
 from nas.cli import main
-from nas.search.evaluator import EvaluatorSpec
 from nas.verdict.core import VerdictOptions, run_verdict
 from nas.verdict.stats import COSTS, NONE, PAYS
+from tests.faulty_evaluator import FAULTY
 
-from verdict_helpers import PLANTED_VARIANTS, copy_study, fake_study
+from verdict_helpers import PLANTED_EVALUATOR, PLANTED_VARIANTS, copy_study, fake_study
 
-FAKE_LOCAL = ["--evaluator", "fake", "--executor", "local"]
+FAKE_LOCAL = ["--evaluator", FAULTY, "--executor", "local"]
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +29,7 @@ def searched(tmp_path_factory) -> str:
 def _verdict(url: str, seeds: int = 5, **kw) -> dict:
     study = optuna.load_study(study_name="p", storage=url)
     opts = VerdictOptions(seeds=seeds, variants=PLANTED_VARIANTS, executor="local",
-                          evaluator=EvaluatorSpec.fake(), **kw)
+                          evaluator=PLANTED_EVALUATOR, **kw)
     return run_verdict(study, study._storage, opts, out=open("/dev/null", "w")).doc
 
 

@@ -7,8 +7,16 @@ import math
 import numpy as np
 import pytest
 
-from nas.verdict.stats import (COSTS, NONE, PAYS, UNTESTED, Interval, paired_interval,
-                               verdict_word, welch_interval)
+from nas.verdict.stats import (
+    COSTS,
+    NONE,
+    PAYS,
+    UNTESTED,
+    Interval,
+    paired_interval,
+    verdict_word,
+    welch_interval,
+)
 
 
 def test_paired_interval_matches_the_t_formula() -> None:
