@@ -36,8 +36,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (add_out_arg, machine_info, print_machine, sample_configs,  # noqa: E402
-                    write_json)
+from common import add_out_arg, machine_info, print_machine, sample_configs, write_json  # noqa: E402
 
 
 def eval_grid(rungs: list[float], step: float) -> list[float]:

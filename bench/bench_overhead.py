@@ -41,15 +41,21 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (COST_TIMES, add_out_arg, clear_cost_cache, machine_info,  # noqa: E402
-                    print_machine, sample_configs, write_json)
+from common import (  # noqa: E402
+    COST_TIMES,
+    add_out_arg,
+    clear_cost_cache,
+    machine_info,
+    print_machine,
+    sample_configs,
+    write_json,
+)
 
 
 def run_loop(configs: list, data: Any, rungs: list[float]) -> dict[str, Any]:
     """Baseline: the evaluator in a plain loop."""
-    from nas.train import train_proxy
-
     from nas.cost import estimate_costs
+    from nas.train import train_proxy
 
     # train_proxy estimates the costs (FlopCounterMode passes) itself at the start of every
     # trial: time that part separately (same call, same process) to show its share, then

@@ -25,12 +25,12 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine_info, print_machine  # noqa: E402
-
 from nas.batch import ClipBatch, TextBatch  # noqa: E402
 from nas.config import FusionConfig  # noqa: E402
 from nas.evaluate import similarity  # noqa: E402
 from nas.model import build_model  # noqa: E402
+
+from common import machine_info, print_machine  # noqa: E402
 
 
 def matmul_gflops(dev: torch.device, n: int = 1024, reps: int = 8) -> float:
@@ -89,7 +89,8 @@ def train_churn(cfg: FusionConfig, steps: int, batch: int, frames: int) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=256, help="texts = clips (default 256)")
     ap.add_argument("--width", type=int, default=128)
     ap.add_argument("--layers", type=int, default=2)

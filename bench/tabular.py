@@ -28,9 +28,9 @@ TABLE = ROOT / "bench" / "tabular_data" / "synthetic.sqlite"
 
 
 def _build(args: argparse.Namespace) -> int:
-    from tabular_table import build
-
     from nas.search.space import load_space
+
+    from tabular_table import build
 
     space = load_space(args.space)
     info = machine_info()
@@ -67,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     b = sub.add_parser("build", help="train every configuration of the sub-space into a table")
     b.add_argument("--space", default=str(SPACE), help="the (finite) sub-space file")
     b.add_argument("--data", default=None, help="data spec (default: the space's own)")
-    b.add_argument("--out", default=str(TABLE), help="the table file (SQLite); resumed if it exists")
+    b.add_argument("--out", default=str(TABLE),
+                   help="the table file (SQLite); resumed if it exists")
     b.add_argument("--seeds", type=int, default=2, help="training seeds 0..N-1 (default 2)")
     b.add_argument("--limit", type=int, default=None, help="only the first N configurations")
     b.set_defaults(fn=_build)

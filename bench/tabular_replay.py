@@ -223,12 +223,12 @@ def table_costs(fusion: Any, shapes: Any = None, gallery: int = 1000,
 def _run_driver(method: str, rep: Replay, space_path: str, data_spec: str, seed: int,
                 workdir: str, trials: int) -> None:
     """tool / tool_nows / random / tpe / moasha_random through ``run_search``."""
-    from bench_search import create_baseline_study
-
     from nas.search.driver import SearchOptions, run_search
     from nas.search.evaluator import EvaluatorSpec
     from nas.search.searcher import SearchExhausted
     from nas.search.space import load_space
+
+    from bench_search import create_baseline_study
 
     storage = f"sqlite:///{workdir}/{method}_{seed}.db"
     name = f"{method}_{seed}"
@@ -359,9 +359,9 @@ def replay_method(method: str, table: Any, space_path: str, seed: int, budget_s:
 
 def check_table(table_path: str, space_path: str) -> Any:
     """Open the table and check it was built from this space (TableError otherwise)."""
-    from tabular_table import TableError, enumerate_space, open_table, space_hash
-
     from nas.search.space import load_space
+
+    from tabular_table import TableError, enumerate_space, open_table, space_hash
 
     table = open_table(table_path)
     space = load_space(space_path)
@@ -472,7 +472,8 @@ def format_results(res: Mapping[str, Any], runs: Mapping[str, list[Replay]],
             f"{_median_iqr(r['final_hv'])} | {reach_txt} | "
             f"{'-' if m == 'random' else f'{len(finite)}/{len(reach)}'} |")
     lines += ["", ("median [IQR] hypervolume after a share of random search's final compute "
-                   "(same seed):"), "| method | " + " | ".join(f"{f:.0%}" for f in fractions) + " |",
+                   "(same seed):"),
+              "| method | " + " | ".join(f"{f:.0%}" for f in fractions) + " |",
               "|---" * (len(fractions) + 1) + "|"]
     for m, r in res.items():
         if "hv_at" in r:

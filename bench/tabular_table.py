@@ -184,7 +184,8 @@ def open_table(path: str | os.PathLike[str]) -> Table:
                                    " text_conditioned FROM configs ORDER BY idx").fetchall()
             rung_rows = con.execute(
                 "SELECT r.config_id, r.seed, r.rung, r.epochs, r.recall, r.v2t_recall, "
-                "r.wall_s, r.cpu_s, r.metrics FROM rungs r JOIN runs u ON u.config_id = r.config_id "
+                "r.wall_s, r.cpu_s, r.metrics FROM rungs r "
+                "JOIN runs u ON u.config_id = r.config_id "
                 "AND u.seed = r.seed ORDER BY r.config_id, r.seed, r.rung").fetchall()
         finally:
             con.close()

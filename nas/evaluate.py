@@ -288,11 +288,12 @@ def gate_statistics(recorder: GateRecorder, saturation_warn: float = SATURATION_
     for key in ("decay", "temperature"):
         vals = recorder.values.get(key, {})
         if vals:
-            per_layer = [vals[l] for l in sorted(vals)]
-            out[key] = [v[0] if len(v) == 1 else v for v in per_layer] if key == "decay" else per_layer
+            per_layer = [vals[i] for i in sorted(vals)]
+            out[key] = ([v[0] if len(v) == 1 else v for v in per_layer] if key == "decay"
+                        else per_layer)
     if routing:
-        out["routing"] = [routing[l] for l in sorted(routing)]
+        out["routing"] = [routing[i] for i in sorted(routing)]
     if skipped:
-        out["routing_skipped"] = [skipped[l] for l in sorted(skipped)]
+        out["routing_skipped"] = [skipped[i] for i in sorted(skipped)]
     out["warnings"] = warnings
     return out

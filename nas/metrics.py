@@ -27,7 +27,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["retrieval_metrics", "t2v_ranks", "v2t_ranks", "rank_summary", "RetrievalAccumulator"]
+__all__ = ["retrieval_metrics", "t2v_ranks", "v2t_ranks", "rank_summary",
+           "RetrievalAccumulator"]  # noqa: F822 (resolved lazily by __getattr__ below)
 
 _KS = (1, 5, 10)
 

@@ -54,8 +54,7 @@ from ray.tune.schedulers import FIFOScheduler, TrialScheduler  # noqa: E402
 from ray.tune.search import Searcher  # noqa: E402
 
 from nas.search import messages  # noqa: E402
-from nas.search.evaluator import (EvaluatorSpec, RayOptions, call_train,  # noqa: E402
-                                  import_object)
+from nas.search.evaluator import EvaluatorSpec, RayOptions, call_train, import_object  # noqa: E402
 
 if TYPE_CHECKING:  # the driver's side only: a trial's worker imports this module too,
     # and should not pay for Optuna and the storage layer (imported once per worker)

@@ -20,8 +20,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "bench"))
 
-import tabular_replay as tr
-import tabular_table as tt
+import tabular_replay as tr  # noqa: E402 (bench/ is put on the path above)
+import tabular_table as tt  # noqa: E402
 
 TINY = str(Path(__file__).resolve().parent / "tiny_space.yaml")
 BIG = str(ROOT / "bench" / "tabular_space.yaml")

@@ -10,9 +10,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from model_helpers import make_clips, make_texts, randomize, tiny_config
 from nas.evaluate import similarity
 from nas.model import build_model
+
+from model_helpers import make_clips, make_texts, randomize, tiny_config
 
 CASES = {
     "text_agnostic": {"gate_inputs": "va", "query_fusion": "none"},

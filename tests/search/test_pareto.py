@@ -11,8 +11,12 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
 from nas.search import hypervolume, pareto_front, study_hypervolume
-from nas.search.pareto import (hypervolume_contributions, hypervolume_history, objective_box,
-                               pareto_mask)
+from nas.search.pareto import (
+    hypervolume_contributions,
+    hypervolume_history,
+    objective_box,
+    pareto_mask,
+)
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 MO = ["maximize", "minimize"]

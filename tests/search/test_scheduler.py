@@ -7,8 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from nas.search.scheduler import (MOASHA, crowding_distance, non_dominated_ranks, promote,
-                                  select_top)
+from nas.search.scheduler import MOASHA, crowding_distance, non_dominated_ranks, promote, select_top
 
 # The first rung of a real-signal search (issue 10), as (recall, query_gflops, index_gflops)
 # in arrival order; the last one has by far the best recall.

@@ -34,7 +34,8 @@ def _load(tmp_path: Path, name: str = "quick") -> optuna.Study:
 
 
 def _configs(t: optuna.trial.FrozenTrial) -> tuple[FusionConfig, TrainConfig]:
-    return FusionConfig.from_dict(t.user_attrs["fusion"]), TrainConfig.from_dict(t.user_attrs["train"])
+    return (FusionConfig.from_dict(t.user_attrs["fusion"]),
+            TrainConfig.from_dict(t.user_attrs["train"]))
 
 
 def test_records_match_what_the_evaluator_produced(tmp_path: Path) -> None:
@@ -149,7 +150,8 @@ def test_duplicates_are_not_trained_again(tmp_path: Path) -> None:
                          max_skips=10))
     assert s.trained == 2
     study = _load(tmp_path, "tiny")
-    trained = [t for t in study.trials if t.user_attrs["status"] in ("complete", "stopped", "failed")]
+    trained = [t for t in study.trials
+               if t.user_attrs["status"] in ("complete", "stopped", "failed")]
     ids = [t.user_attrs["config_id"] for t in trained]
     assert len(ids) == len(set(ids)) == 2
     for t in study.trials:
@@ -166,7 +168,8 @@ def test_duplicates_are_not_trained_again(tmp_path: Path) -> None:
 def test_failures_are_recorded_with_reason(tmp_path: Path) -> None:
     p = tmp_path / "bad.yaml"
     p.write_text("name: bad\nbase: {fusion: {width: 16, heads: 2, layers: 1}}\n"
-                 "dimensions: {lr: {choices: [0.001, 0.9]}}\nproxy: {min_budget: 1, max_budget: 2}\n")
+                 "dimensions: {lr: {choices: [0.001, 0.9]}}\n"
+                 "proxy: {min_budget: 1, max_budget: 2}\n")
     run_search(_opts(tmp_path, space=str(p), trials=2))
     study = _load(tmp_path, "bad")
     failed = [t for t in study.trials if t.user_attrs.get("status") == "failed"]
