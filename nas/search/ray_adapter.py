@@ -12,24 +12,19 @@
   ``on_trial_result`` returns CONTINUE or STOP per rung.
 - ``_Deadlines``: ``--trial-timeout`` as a Tune callback: a trial running longer is
   failed with the reason and its worker process killed (freed for the next trial).
-- ``_HeadWatch``: with ``--address``, notices within seconds that the Ray head is gone
-  (its GCS port refuses connections) and stops the search with one line, instead of the
-  minute Ray's driver spends reconnecting.
+- ``HeadWatch`` (``nas.search.head_watch``): with ``--address``, notices within seconds
+  that the Ray head is gone and stops the search with one line.
 - ``run_tune``: starts (or connects to) Ray, runs the ``Tuner`` and returns.
 """
 
 from __future__ import annotations
 
-import _thread
 import atexit
 import logging
 import os
 import re
 import shutil
-import socket
-import sys
 import tempfile
-import threading
 import time
 from contextlib import nullcontext
 from dataclasses import asdict
@@ -55,6 +50,7 @@ from ray.tune.search import Searcher  # noqa: E402
 
 from nas.search import messages  # noqa: E402
 from nas.search.evaluator import EvaluatorSpec, RayOptions, call_train, import_object  # noqa: E402
+from nas.search.head_watch import HeadWatch  # noqa: E402
 
 if TYPE_CHECKING:  # the driver's side only: a trial's worker imports this module too,
     # and should not pay for Optuna and the storage layer (imported once per worker)
@@ -300,72 +296,6 @@ class _Deadlines(Callback):
         return (_Placeholder, ())
 
 
-class _HeadWatch:
-    """With ``--address``: a thread that checks the head's GCS port every second. Gone
-    for ``lost_after_s``: interrupt the main thread (``run_tune`` turns it into an
-    ``Abort`` with one line). The main thread is often stuck in a call to the head's
-    GCS that only gives up after a minute (Tune creating its next trial): if it has not
-    come back within ``exit_after_s``, this thread records the running trials itself
-    (``on_lost``: FAIL "Ray head lost", re-queued), prints the line and exits 75."""
-
-    def __init__(self, address: str, on_lost: Callable[[], None],
-                 lost_after_s: float = 5.0, exit_after_s: float = 3.0) -> None:
-        self.on_lost = on_lost
-        host, _, port = address.split("://", 1)[-1].rpartition(":")
-        self.address = address
-        self.target = (host.strip("[]"), int(port))
-        self.lost_after_s = lost_after_s
-        self.exit_after_s = exit_after_s
-        self.lost = False
-        self.handled = threading.Event()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="nas-head-watch", daemon=True)
-
-    def start(self) -> "_HeadWatch":
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def _reachable(self) -> bool:
-        try:
-            with socket.create_connection(self.target, timeout=1.0):
-                return True
-        except OSError:
-            return False
-
-    def message(self) -> str:
-        return (f"--address {self.address}: the Ray head has been unreachable for "
-                f"{self.lost_after_s:g} s; stopped. Finished trials are kept and the running "
-                "ones re-queued: start the head again (ray start --head ...) and run the "
-                "same command to resume")
-
-    def _run(self) -> None:
-        down_since: float | None = None
-        while not self._stop.wait(1.0):
-            if self._reachable():
-                down_since = None
-                continue
-            now = time.monotonic()
-            down_since = down_since or now
-            if now - down_since >= self.lost_after_s:
-                break
-        else:
-            return
-        self.lost = True
-        _thread.interrupt_main()
-        if self.handled.wait(self.exit_after_s) or self._stop.is_set():
-            return
-        try:
-            self.on_lost()
-        except BaseException:  # noqa: BLE001 - the next run recovers what is left RUNNING
-            pass
-        sys.stderr.write(f"nas search: error: {self.message()}\n")
-        sys.stderr.flush()
-        os._exit(75)
-
-
 class _DropMessage(logging.Filter):
     def __init__(self, prefix: str) -> None:
         super().__init__()
@@ -417,7 +347,7 @@ def run_tune(core: AskTellSearcher, asha: MOASHA, evaluator: EvaluatorSpec, data
     def on_lost() -> None:
         core.abandon(lost)
 
-    watch = _HeadWatch(opts.address, on_lost).start() \
+    watch = HeadWatch(opts.address, on_lost).start() \
         if opts.address not in (None, "", "auto", "local") else None
     try:
         cpus = cluster_cpus()
