@@ -105,7 +105,7 @@ class LearningSampler(BaseSampler):
         self.inner = inner
         self.redraws = redraws
         self._rng = np.random.RandomState(seed)
-        self._view: tuple[int, int, StudyView] | None = None  # (study id, trial id, view)
+        self._view: tuple[int, int, StudyView] | None = None  # (study id, trial number, view)
         self.redrawn = 0  # proposals drawn again because they were taken (for benchmarks)
 
     def __str__(self) -> str:
@@ -113,7 +113,7 @@ class LearningSampler(BaseSampler):
 
     def _view_of(self, study: optuna.Study, trial: FrozenTrial) -> StudyView:
         """The one view of the study while ``trial`` is sampled (see the module docstring)."""
-        key = (id(study), trial._trial_id)
+        key = (id(study), trial.number)
         if self._view is None or self._view[:2] != key:
             self._view = (*key, StudyView(study))
         return self._view[2]
@@ -126,7 +126,7 @@ class LearningSampler(BaseSampler):
         params = self.inner.sample_relative(view, trial, search_space)
         if not params:
             return params
-        taken = [t.params for t in view._get_trials(deepcopy=False)
+        taken = [t.params for t in view.get_trials(deepcopy=False)
                  if t.number != trial.number and t.params and _taken(t)]
         for _ in range(self.redraws):
             if not _is_taken(params, taken):
