@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, machine_info, print_machine
@@ -28,6 +29,7 @@ TABLE = ROOT / "bench" / "tabular_data" / "synthetic.sqlite"
 
 
 def _build(args: argparse.Namespace) -> int:
+    from nas.errors import UserError
     from nas.search.space import load_space
 
     from tabular_table import build
@@ -35,7 +37,9 @@ def _build(args: argparse.Namespace) -> int:
     space = load_space(args.space)
     info = machine_info()
     print_machine(info)
-    seeds = list(range(args.seeds))
+    if args.seeds < 1 or args.first_seed < 0:
+        raise UserError("--seeds must be positive and --first-seed >= 0")
+    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     build(space, args.data or space.data or "synthetic", args.out, seeds, limit=args.limit,
           machine=info, log=lambda s: print(s, flush=True))
     return 0
@@ -49,7 +53,29 @@ def _info(args: argparse.Namespace) -> int:
     print(f"{t.path}: space {m['space_name']} (hash {m['space_hash']}), data {m['data']}, "
           f"rungs {m['rungs']}, {len(t.configs)} configurations, complete seeds {t.seeds}, "
           f"{len(t.results)} runs; built {m.get('created')}")
+    for line in agreement(t):
+        print(line)
     return 0
+
+
+def agreement(t: Any) -> list[str]:
+    """How much the table's ranking of configurations is signal: full-budget recall of each
+    pair of complete seeds against each other, and each early rung against the full budget
+    (Spearman over the configurations). A table whose seeds disagree rewards luck, not
+    search; one whose first rung does not rank gives early stopping nothing to use."""
+    from nas.report.data import spearman
+
+    seeds, res, rungs = t.seeds, t.results, t.rungs
+    cids = sorted(t.configs)
+    full = {s: [res[(c, s)][-1]["recall"] for c in cids] for s in seeds}
+    out = [f"  full-budget recall, seed {a} vs seed {b}: Spearman {spearman(full[a], full[b]):.3f}"
+           for i, a in enumerate(seeds) for b in seeds[i + 1:]]
+    for s in seeds:
+        rho = [spearman([res[(c, s)][r]["recall"] for c in cids], full[s])
+               for r in range(len(rungs) - 1)]
+        out.append(f"  seed {s}, rung vs full budget: "
+                   + ", ".join(f"r{r} ({rungs[r]:g} ep) {x:.3f}" for r, x in enumerate(rho)))
+    return out
 
 
 def _replay(args: argparse.Namespace) -> int:
@@ -69,7 +95,11 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--data", default=None, help="data spec (default: the space's own)")
     b.add_argument("--out", default=str(TABLE),
                    help="the table file (SQLite); resumed if it exists")
-    b.add_argument("--seeds", type=int, default=2, help="training seeds 0..N-1 (default 2)")
+    b.add_argument("--seeds", type=int, default=2,
+                   help="how many training seeds (default 2: seeds 0 and 1)")
+    b.add_argument("--first-seed", type=int, default=0,
+                   help="start at this training seed (one process per seed builds a table "
+                        "in parallel: --seeds 1 --first-seed K into the same --out)")
     b.add_argument("--limit", type=int, default=None, help="only the first N configurations")
     b.set_defaults(fn=_build)
     i = sub.add_parser("info", help="describe a table")

@@ -248,6 +248,9 @@ def build(space: Any, data_spec: str, out: str | os.PathLike[str], seeds: Sequen
     con = _connect(out)
     try:
         with con:
+            # IMMEDIATE: the seed list below is read, merged and written back; two builds
+            # of other seeds into the same file (one process per seed) must not interleave
+            con.execute("BEGIN IMMEDIATE")
             meta = {"schema": SCHEMA, "space_hash": h, "space_name": space.name,
                     "space_text": space.text, "data": data_spec, "rungs": rungs,
                     "eta": space.proxy.eta, "n_configs": len(configs)}
@@ -276,8 +279,8 @@ def build(space: Any, data_spec: str, out: str | os.PathLike[str], seeds: Sequen
             if cid not in have_cfg:
                 costs = {k: float(v) for k, v in estimate_costs(f, data.shapes,
                                                                 gallery=1000).items()}
-                with con:
-                    con.execute("INSERT INTO configs VALUES (?,?,?,?,?,?,?,?,?)", (
+                with con:  # OR IGNORE: a build of another seed may have written it
+                    con.execute("INSERT OR IGNORE INTO configs VALUES (?,?,?,?,?,?,?,?,?)", (
                         cid, [c[0] for c in configs].index(cid), json.dumps(params),
                         json.dumps(f.to_dict()), json.dumps(t.to_dict()), json.dumps(costs),
                         costs["query_gflops"], costs["params"], int(f.text_conditioned)))

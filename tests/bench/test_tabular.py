@@ -101,6 +101,26 @@ def test_killed_build_continues(tmp_path: Path) -> None:
     assert _counts(str(out)) == (16, 48)
 
 
+def test_one_process_per_seed_builds_one_table(tmp_path: Path) -> None:
+    """Two builds of other seeds (``--first-seed``) write the same file at the same time:
+    both finish, every configuration is written once, and both seeds are complete (the
+    seed list is merged, not overwritten by the later process)."""
+    out = tmp_path / "par.sqlite"
+    procs = [subprocess.Popen([sys.executable, str(ROOT / "bench" / "tabular.py"), "build",
+                               "--space", TINY, "--out", str(out), "--seeds", "1",
+                               "--first-seed", str(s), "--limit", "4"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for s in (0, 1)]
+    for p in procs:
+        _, err = p.communicate(timeout=900)
+        assert p.returncode == 0, err
+    t = tt.open_table(str(out))
+    assert t.seeds == [0, 1] and len(t.configs) == 4 and _counts(str(out)) == (8, 24)
+    r = _cli("info", "--table", str(out), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "seed 0 vs seed 1: Spearman" in r.stdout and "r0 (0.5 ep)" in r.stdout
+
+
 @pytest.mark.parametrize("method", list(tr.METHODS))
 def test_tiny_replay_every_method(table_path: str, tmp_path: Path, method: str) -> None:
     table = tr.check_table(table_path, TINY)
