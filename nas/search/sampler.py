@@ -42,7 +42,7 @@ import copy
 import itertools
 import math
 import warnings
-from collections.abc import Container
+from collections.abc import Callable, Container
 from typing import Any
 
 import numpy as np
@@ -56,6 +56,9 @@ from nas.search import _optuna, records
 __all__ = ["SAMPLERS", "LearningSampler", "StudyView", "make_sampler"]
 
 SAMPLERS = ("tpe", "nsga2", "random", "gp")
+# TPE proposals drawn per trial for the cost-aware choice (``nas.search.cost_aware``);
+# measured on the tabular benchmark (BENCHMARKS.md, section 8).
+TPE_CANDIDATES = 8
 
 
 class StudyView:
@@ -101,9 +104,16 @@ class StudyView:
 class LearningSampler(BaseSampler):
     """Wraps any Optuna sampler so that it learns from stopped and infeasible trials."""
 
-    def __init__(self, inner: BaseSampler, redraws: int = 8, seed: int | None = None) -> None:
+    def __init__(self, inner: BaseSampler, redraws: int = 8, seed: int | None = None,
+                 candidates: int = 1) -> None:
         self.inner = inner
         self.redraws = redraws
+        # Cost-aware choice (``nas.search.cost_aware``): with ``candidates`` > 1 and a
+        # ``chooser`` set (the searcher sets it: it knows the space and the costs), the
+        # model's proposal and up to ``candidates - 1`` of its untaken neighbours are
+        # offered, and the chooser picks one of them.
+        self.candidates = candidates
+        self.chooser: Callable[[list[dict[str, Any]], list[FrozenTrial]], int] | None = None
         self._rng = np.random.RandomState(seed)
         self._view: tuple[int, int, StudyView] | None = None  # (study id, trial number, view)
         self.redrawn = 0  # proposals drawn again because they were taken (for benchmarks)
@@ -128,6 +138,40 @@ class LearningSampler(BaseSampler):
             return params
         taken = [t.params for t in view.get_trials(deepcopy=False)
                  if t.number != trial.number and t.params and _taken(t)]
+        params = self._new_proposal(view, trial, search_space, params, taken)
+        if self.chooser is None or self.candidates <= 1 or _is_taken(params, taken):
+            return params
+        # The model's proposal and its untaken neighbours (one categorical or integer
+        # parameter changed; TPE's own redraws are no alternative: its argmax over its
+        # candidates is nearly the same configuration every call).
+        cands = [params, *self._neighbours(params, search_space, taken, self.candidates - 1)]
+        if len(cands) == 1:
+            return params
+        return cands[self.chooser(cands, view.get_trials(deepcopy=False))]
+
+    def _neighbours(self, params: dict[str, Any], space: dict[str, Any],
+                    taken: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
+        """Up to ``n`` untaken configurations that differ from ``params`` in one
+        categorical or integer parameter, drawn at random when there are more."""
+        out = []
+        for k, v in params.items():
+            d = space.get(k)
+            if isinstance(d, optuna.distributions.CategoricalDistribution):
+                values: list[Any] = list(d.choices)
+            elif isinstance(d, optuna.distributions.IntDistribution) and \
+                    (d.high - d.low) // d.step < 64:
+                values = list(range(d.low, d.high + 1, d.step))
+            else:
+                continue
+            out += [{**params, k: w} for w in values if w != v]
+        out = [p for p in out if not _is_taken(p, taken)]
+        if len(out) > n:
+            out = [out[i] for i in sorted(self._rng.choice(len(out), n, replace=False))]
+        return out
+
+    def _new_proposal(self, view: Any, trial: FrozenTrial, search_space: dict[str, Any],
+                      params: dict[str, Any], taken: list[dict[str, Any]]) -> dict[str, Any]:
+        """``params`` or, when it is taken, a redraw (see the module docstring)."""
         for _ in range(self.redraws):
             if not _is_taken(params, taken):
                 return params
@@ -221,6 +265,7 @@ def make_sampler(name: str, seed: int | None) -> LearningSampler:
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             inner: BaseSampler = optuna.samplers.TPESampler(
                 seed=seed, n_startup_trials=4, multivariate=True, group=True)
+        return LearningSampler(inner, seed=seed, candidates=TPE_CANDIDATES)
     elif name == "nsga2":
         inner = optuna.samplers.NSGAIISampler(seed=seed, population_size=16)
     elif name == "random":

@@ -12,6 +12,7 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
+import numpy as np
 import optuna
 from optuna.distributions import CategoricalDistribution, IntDistribution
 from optuna.trial import FrozenTrial, TrialState
@@ -20,10 +21,12 @@ from nas.config import COST_GALLERY, config_key
 from nas.errors import UserError
 from nas.search import _optuna, records
 from nas.search.claims import check_claim, requeue
+from nas.search.cost_aware import choose, training_seconds
 from nas.search.faults import faultpoint
 from nas.search.liveness import DriverRegistry
 from nas.search.objectives import Objective
 from nas.search.records import TrialStatus
+from nas.search.sampler import LearningSampler
 from nas.search.space import InvalidCombination, SearchSpace
 
 __all__ = ["AskTellSearcher", "TrialOutcome", "TrialSpec", "SearchExhausted", "requeue",
@@ -127,6 +130,9 @@ class AskTellSearcher:
         self.others = 0  # trials claimed and running under other drivers
         self.recovered = 0  # orphaned trials this searcher recovered
         self._cost_cache: dict[str, dict[str, float]] = {}
+        sampler = getattr(study, "sampler", None)
+        if isinstance(sampler, LearningSampler):
+            sampler.chooser = self.choose_proposal
         self.measure_latency = any(o.name == "latency_ms" for o in self.objectives) or \
             "latency_ms" in self.limits
         self.refresh()
@@ -202,6 +208,50 @@ class AskTellSearcher:
                 fusion, self.shapes, gallery=COST_GALLERY,
                 measure_latency=self.measure_latency).items()}
         return self._cost_cache[cid]
+
+    def choose_proposal(self, candidates: Sequence[Mapping[str, Any]],
+                        trials: Sequence[FrozenTrial]) -> int:
+        """Which of the sampler's proposals to train (``nas.search.cost_aware.choose``):
+        their exact costs, the best quality seen, and training seconds estimated from the
+        trained trials. Candidates that are not whole configurations or are over a cost
+        limit are left out; 0 (the sampler's own first proposal) when it is one of those,
+        when no other is left, or when nothing is trained yet."""
+        costs, index = [], []
+        for i, p in enumerate(candidates):
+            def fixed(name: str, dist: Any, p: Mapping[str, Any] = p) -> Any:
+                return p[name]
+            try:
+                _, fusion, _ = self.space.suggest(fixed, self.overrides)
+            except (KeyError, InvalidCombination):
+                continue  # not a whole configuration on its own (or an impossible one)
+            c = self._costs(fusion)
+            if any(c.get(k, math.inf) > v for k, v in self.limits.items()):
+                continue  # over a cost limit: never trained
+            costs.append(c)
+            index.append(i)
+        if len(costs) <= 1 or index[0] != 0:
+            return 0
+        m = len(self.objectives)
+        done = [t for t in trials if t.state == TrialState.COMPLETE and t.values is not None
+                and len(t.values) == m]
+        if not done:
+            return 0
+        losses = np.array([[o.as_loss(v) for o, v in zip(self.objectives, t.values)]
+                           for t in done])
+        best = losses.min(axis=0)
+        cands = np.array([[o.as_loss(o.value(None, c)) if o.known_before_training
+                           else best[j] for j, o in enumerate(self.objectives)]
+                          for c in costs])
+        keys = sorted(k for k in costs[0] if all(k in c for c in costs))
+        timed = [t.user_attrs for t in trials
+                 if t.user_attrs.get("wall_s") and (t.user_attrs.get("budget") or 0) > 0
+                 and isinstance(t.user_attrs.get("costs"), dict)
+                 and all(k in t.user_attrs["costs"] for k in keys)]
+        per_epoch = training_seconds(
+            np.array([[ua["costs"][k] for k in keys] for ua in timed], dtype=float),
+            np.array([ua["wall_s"] / ua["budget"] for ua in timed], dtype=float),
+            np.array([[c[k] for k in keys] for c in costs], dtype=float))
+        return index[choose(losses, cands, list(per_epoch * self.rungs[-1]))]
 
     def _ask_one(self) -> TrialSpec | None:
         faultpoint("before_ask")

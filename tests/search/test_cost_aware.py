@@ -1,0 +1,86 @@
+"""The cost-aware choice among model-based proposals (``nas.search.cost_aware``) and its
+wiring: the sampler draws several untaken TPE proposals and the searcher's chooser picks
+one by its exact costs (real Optuna TPE on a real SQLite study)."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import optuna
+from optuna.trial import TrialState
+
+from nas.search.cost_aware import choose, potential_gain, training_seconds
+from nas.search.sampler import LearningSampler, _is_taken
+
+# losses: (-recall, query cost); one trained point: recall 100 at cost 1.0
+FRONT = np.array([[-100.0, 1.0], [-60.0, 0.5]])
+
+
+def test_only_costs_that_can_extend_the_front_gain() -> None:
+    best = FRONT[:, 0].min()
+    cands = np.array([[best, 0.1],    # cheaper than every point: gains
+                      [best, 0.7],    # between the points: gains (beats the 0.5 point?)
+                      [best, 1.0],    # the best point's own cost: nothing to gain
+                      [best, 2.0]])   # dearer than the best point: nothing to gain
+    g = potential_gain(FRONT, cands)
+    assert g[0] > g[1] > 0 and g[2] == 0 and g[3] == 0
+
+
+def test_choice_is_gain_per_training_second() -> None:
+    best = FRONT[:, 0].min()
+    cands = np.array([[best, 2.0], [best, 0.1], [best, 0.2]])
+    # the cheapest-to-query candidate wins when training times are equal ...
+    assert choose(FRONT, cands, [1.0, 1.0, 1.0]) == 1
+    # ... and loses to one that gains a little less but trains 10x faster
+    assert choose(FRONT, cands, [1.0, 10.0, 1.0]) == 2
+    # no candidate can gain: the sampler's own first proposal stands
+    assert choose(FRONT, np.array([[best, 2.0], [best, 3.0]]), [1.0, 0.1]) == 0
+    # nothing trained yet, unknown times: the first proposal / equal times
+    assert choose(np.empty((0, 2)), cands, [1.0, 1.0, 1.0]) == 0
+    assert choose(FRONT, cands, [float("nan")] * 3) == 1
+
+
+def test_training_seconds_of_the_nearest_trained_size() -> None:
+    trained = np.array([[1e4, 1e-5], [5e4, 3e-1]])  # (params, GFLOPs) of two trained sizes
+    per_epoch = np.array([0.2, 1.5])
+    q = np.array([[1.1e4, 2e-5], [4e4, 2e-1], [1e4, 1e-5]])
+    assert list(training_seconds(trained, per_epoch, q)) == [0.2, 1.5, 0.2]
+    assert np.isnan(training_seconds(np.empty((0, 2)), np.empty(0), q)).all()
+
+
+CHOICES = {"a": [0, 1, 2, 3], "b": ["x", "y", "z"]}  # 12 configurations
+
+
+def _objective(trial: optuna.Trial) -> tuple[float, float]:
+    a = trial.suggest_categorical("a", CHOICES["a"])
+    b = trial.suggest_categorical("b", CHOICES["b"])
+    trial.set_user_attr("status", "complete")
+    return float(a) + (b == "x"), float(a)
+
+
+def test_sampler_draws_untaken_candidates_and_trains_the_chosen_one(tmp_path) -> None:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        inner = optuna.samplers.TPESampler(seed=0, n_startup_trials=3, multivariate=True,
+                                           group=True)
+    sampler = LearningSampler(inner, seed=0, candidates=4)
+    calls: list[tuple[list[dict], int]] = []
+
+    def chooser(cands: list[dict], trials: list) -> int:
+        taken = [t.params for t in trials if t.params and t.state == TrialState.COMPLETE]
+        assert all(not _is_taken(c, taken) for c in cands)  # every candidate is new
+        assert len({tuple(sorted(c.items())) for c in cands}) == len(cands)  # distinct
+        pick = len(cands) - 1  # not the sampler's own first proposal
+        calls.append((cands, pick))
+        return pick
+
+    sampler.chooser = chooser
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path}/ca.db",
+                                directions=["maximize", "minimize"], sampler=sampler)
+    study.optimize(_objective, n_trials=8)
+    assert calls and max(len(c) for c, _ in calls) > 1
+    model_based = study.trials[3:3 + len(calls)]
+    for t, (cands, pick) in zip(model_based, calls):
+        assert t.params == cands[pick]  # the chosen candidate is what was trained
