@@ -216,6 +216,8 @@ class AskTellSearcher:
         trained trials. Candidates that are not whole configurations or are over a cost
         limit are left out; 0 (the sampler's own first proposal) when it is one of those,
         when no other is left, or when nothing is trained yet."""
+        if self.measure_latency:
+            return 0  # latency is measured, not known: a measurement per candidate is dear
         costs, index = [], []
         for i, p in enumerate(candidates):
             def fixed(name: str, dist: Any, p: Mapping[str, Any] = p) -> Any:
