@@ -33,7 +33,18 @@ When the relative sample fixes every parameter of an existing trial to that tria
 values (so it is the same configuration), the inner sampler draws again (its own
 distribution, so the proposal stays model-based), and after ``redraws`` tries it takes a
 uniform draw among the configurations of the relative space that are not taken; if all
-are taken the proposal stands and the driver records the duplicate as before.
+are taken the proposal stands and the driver records the duplicate as before. (On a small
+categorical space multivariate TPE's redraw is nearly always the same configuration: it
+takes the best of its own candidates by l(x)/g(x), so the uniform draw is what usually
+breaks a repeat.)
+
+Cost-aware proposals (``candidates`` > 1, set for TPE by ``make_sampler``). The model's
+proposal and up to ``candidates - 1`` untaken configurations that differ from it in one
+categorical or integer parameter are handed to ``chooser`` (the searcher's
+``choose_proposal``, which knows the space, the exact costs and the trained trials'
+seconds), which picks the one with the largest potential hypervolume gain per estimated
+training second (``nas.search.cost_aware``). The neighbours keep the proposal model-based:
+they share all but one of the model's chosen values.
 """
 
 from __future__ import annotations
