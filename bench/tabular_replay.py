@@ -575,7 +575,17 @@ def main_replay(args: Any) -> int:
     table = check_table(args.table, args.space)
     import signal
 
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM = Ctrl-C: report
+    # SIGTERM = Ctrl-C: report the completed seeds. The driver of a replayed method takes
+    # an interrupt for the end of its run (that is how the budget ends it), so the flag,
+    # not the exception, says that the run in progress was cut short and must not count.
+    stop: list[bool] = []
+
+    def interrupt(signum: int, frame: Any) -> None:
+        stop.append(True)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGINT, interrupt)
     info = machine_info()
     print_machine(info)
     key = "cpu_s" if args.clock == "cpu" else "wall_s"
@@ -601,8 +611,11 @@ def main_replay(args: Any) -> int:
         # (Ctrl-C, SIGTERM) still reports every completed seed of every method
         for s in range(args.first_seed, args.first_seed + args.seeds):
             for m in methods:
-                runs[m].append(replay_method(m, table, args.space, s, budget, workdir,
-                                             clock=args.clock))
+                run = replay_method(m, table, args.space, s, budget, workdir,
+                                    clock=args.clock)
+                if stop:  # interrupted inside the method's driver: the run is cut short
+                    raise KeyboardInterrupt
+                runs[m].append(run)
                 for f in Path(workdir).iterdir():
                     f.unlink() if f.is_file() else shutil.rmtree(f, ignore_errors=True)
             print(f"seed {s}: " + ", ".join(

@@ -101,6 +101,35 @@ def test_killed_build_continues(tmp_path: Path) -> None:
     assert _counts(str(out)) == (16, 48)
 
 
+def test_sigterm_reports_only_the_seeds_every_method_completed(table_path: str,
+                                                               tmp_path: Path) -> None:
+    """SIGTERM while the tool's driver runs: the driver takes it for the end of its run (as
+    it takes the budget's end), so the replay must not count that run or go on; it
+    reports the seeds completed before, at once."""
+    import signal
+    import time
+
+    out = tmp_path / "term.json"
+    p = subprocess.Popen([sys.executable, str(ROOT / "bench" / "tabular.py"), "replay",
+                          "--table", table_path, "--space", TINY, "--methods", "tool",
+                          "--seeds", "50", "--budget-trials", "100", "--out", str(out)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    assert p.stdout is not None
+    printed = []
+    for line in p.stdout:
+        if line.startswith("seed "):
+            printed.append(line)
+            time.sleep(0.5)  # inside the next seed's driver
+            p.send_signal(signal.SIGTERM)
+            break
+    rest, err = p.communicate(timeout=300)
+    assert p.returncode == 0, err
+    assert "interrupted: reporting the 1 seeds" in rest, rest
+    res = json.loads(out.read_text())
+    assert res["interrupted"] and res["seed_list"] == [0]
+    assert len(res["methods"]["tool"]["trials"]) == 1
+
+
 def test_one_process_per_seed_builds_one_table(tmp_path: Path) -> None:
     """Two builds of other seeds (``--first-seed``) write the same file at the same time:
     both finish, every configuration is written once, and both seeds are complete (the
