@@ -75,6 +75,9 @@ METHODS = {
     "tpe": "the tool's TPE, no early stopping, no warm start",
     "moasha_random": "MO-ASHA (Schmucker et al. 2021): random proposals + the tool's MO-ASHA",
     "ray": "Ray Tune stock OptunaSearch (MO TPE) + ASHAScheduler(recall)",
+    "tool_cost": "the tool with --cost-aware proposals",
+    "tool_cost_nows": "the tool with --cost-aware proposals, without its warm start",
+    "tpe_cost": "the tool's TPE with --cost-aware proposals, no early stopping, no warm start",
 }
 
 
@@ -232,15 +235,16 @@ def _run_driver(method: str, rep: Replay, space_path: str, data_spec: str, seed:
 
     storage = f"sqlite:///{workdir}/{method}_{seed}.db"
     name = f"{method}_{seed}"
-    if method != "tool":
+    base = method.replace("_cost", "")  # tool_cost = tool + --cost-aware, and so on
+    if base != "tool":
         create_baseline_study(storage, name, load_space(space_path))  # no warm start
     sampler = {"tool": "tpe", "tool_nows": "tpe", "random": "random", "tpe": "tpe",
-               "moasha_random": "random"}[method]
-    prune = method in ("tool", "tool_nows", "moasha_random")
+               "moasha_random": "random"}[base]
+    prune = base in ("tool", "tool_nows", "moasha_random")
     ev = EvaluatorSpec("tabular_replay:table_train", "tabular_replay:table_data",
                        "tabular_replay:table_costs")
     opts = SearchOptions(space=space_path, study=name, storage=storage, data=data_spec,
-                         trials=trials, sampler=sampler, seed=seed,
+                         trials=trials, sampler=sampler, cost_aware=base != method, seed=seed,
                          prune=prune, evaluator=ev, executor="local", quiet=True)
     try:
         run_search(opts, out=io.StringIO())

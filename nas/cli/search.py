@@ -94,6 +94,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--address", default=None, metavar="ADDR",
                    help="connect to an existing Ray cluster (default: start a local one)")
     p.add_argument("--sampler", default="tpe", choices=SAMPLERS)
+    p.add_argument("--cost-aware", action="store_true",
+                   help="weigh the sampler's proposal against its untried one-parameter "
+                        "neighbours by the hypervolume their exact costs could add per "
+                        "estimated training second (off by default: measured in "
+                        "BENCHMARKS.md section 8; each new architecture it looks at costs "
+                        "one cost estimate, 0.3-1.4 CPU s each at load 5 on 2 cores)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--objectives", default=DEFAULT_OBJECTIVES, metavar="A,B,...",
                    help=f"from: {', '.join(OBJECTIVES)} (default: {DEFAULT_OBJECTIVES})")
@@ -151,7 +157,8 @@ def run(args: argparse.Namespace) -> int:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     opts = SearchOptions(
         space=args.space, study=args.study, storage=args.storage, data=args.data,
-        trials=args.trials, sampler=args.sampler, seed=args.seed, objectives=args.objectives,
+        trials=args.trials, sampler=args.sampler, cost_aware=args.cost_aware, seed=args.seed,
+        objectives=args.objectives,
         limits=list(args.limits), min_budget=args.min_budget, max_budget=args.max_budget,
         eta=args.eta, prune=not args.no_prune,
         ray=RayOptions(address=args.address, concurrency=args.concurrency,

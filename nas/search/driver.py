@@ -61,6 +61,7 @@ class SearchOptions:
     data: str | None = None  # default: the space's `data`, else "synthetic"
     trials: int | None = None  # default: the space's `trials`, else 20
     sampler: str = "tpe"
+    cost_aware: bool = False  # --cost-aware (nas.search.cost_aware)
     seed: int | None = 0
     objectives: str = DEFAULT_OBJECTIVES
     limits: list[str] = field(default_factory=list)  # ["query_gflops=5", ...]
@@ -261,7 +262,7 @@ def _prepare(opts: SearchOptions, out: TextIO) -> _Run:
     n_trials = opts.trials or space.trials or 20
     if n_trials < 1:
         raise UserError(f"--trials must be >= 1, got {n_trials}")
-    sampler = make_sampler(opts.sampler, opts.seed)
+    sampler = make_sampler(opts.sampler, opts.seed, opts.cost_aware)
     # Checks that need no data, before anything is loaded or written.
     check_storage(opts.storage)
     if opts.executor != "local":

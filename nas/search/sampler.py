@@ -38,7 +38,8 @@ categorical space multivariate TPE's redraw is nearly always the same configurat
 takes the best of its own candidates by l(x)/g(x), so the uniform draw is what usually
 breaks a repeat.)
 
-Cost-aware proposals (``candidates`` > 1, set for TPE by ``make_sampler``). The model's
+Cost-aware proposals (``candidates`` > 1: ``make_sampler(..., cost_aware=True)``, the
+search's ``--cost-aware``; off by default, see BENCHMARKS.md section 8 for why). The model's
 proposal and up to ``candidates - 1`` untaken configurations that differ from it in one
 categorical or integer parameter are handed to ``chooser`` (the searcher's
 ``choose_proposal``, which knows the space, the exact costs and the trained trials'
@@ -67,9 +68,9 @@ from nas.search import _optuna, records
 __all__ = ["SAMPLERS", "LearningSampler", "StudyView", "make_sampler"]
 
 SAMPLERS = ("tpe", "nsga2", "random", "gp")
-# TPE proposals drawn per trial for the cost-aware choice (``nas.search.cost_aware``);
-# measured on the tabular benchmark (BENCHMARKS.md, section 8).
-TPE_CANDIDATES = 8
+# Proposals offered to the cost-aware choice per trial (``--cost-aware``; the model's own
+# and up to 7 neighbours; measured on the tabular benchmark, BENCHMARKS.md section 8).
+COST_AWARE_CANDIDATES = 8
 
 
 class StudyView:
@@ -259,8 +260,10 @@ def _uniform(rng: np.random.RandomState, dist: Any) -> Any:
     return float(rng.uniform(lo, hi))
 
 
-def make_sampler(name: str, seed: int | None) -> LearningSampler:
+def make_sampler(name: str, seed: int | None, cost_aware: bool = False) -> LearningSampler:
     """A seeded sampler by name (a factory: names map to classes, never to instances).
+    ``cost_aware``: offer the model's proposal and its neighbours to the cost-aware choice
+    (``--cost-aware``; samplers that propose all parameters jointly: TPE, GP, NSGA-II).
 
     Cost limits need no ``constraints_func`` (deprecated in Optuna 5): the driver stores
     each trial's constraint values itself and the samplers read them from the trials.
@@ -276,7 +279,6 @@ def make_sampler(name: str, seed: int | None) -> LearningSampler:
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             inner: BaseSampler = optuna.samplers.TPESampler(
                 seed=seed, n_startup_trials=4, multivariate=True, group=True)
-        return LearningSampler(inner, seed=seed, candidates=TPE_CANDIDATES)
     elif name == "nsga2":
         inner = optuna.samplers.NSGAIISampler(seed=seed, population_size=16)
     elif name == "random":
@@ -286,4 +288,4 @@ def make_sampler(name: str, seed: int | None) -> LearningSampler:
                                           warn_independent_sampling=False)
     else:
         raise UserError(f"--sampler: unknown sampler {name!r}; choose from {', '.join(SAMPLERS)}")
-    return LearningSampler(inner, seed=seed)
+    return LearningSampler(inner, seed=seed, candidates=COST_AWARE_CANDIDATES if cost_aware else 1)

@@ -84,3 +84,22 @@ def test_sampler_draws_untaken_candidates_and_trains_the_chosen_one(tmp_path) ->
     model_based = study.trials[3:3 + len(calls)]
     for t, (cands, pick) in zip(model_based, calls):
         assert t.params == cands[pick]  # the chosen candidate is what was trained
+
+
+def test_cost_aware_is_opt_in_and_the_searcher_wires_the_chooser(tmp_path) -> None:
+    from nas.search.objectives import parse_objectives
+    from nas.search.sampler import COST_AWARE_CANDIDATES, make_sampler
+    from nas.search.searcher import AskTellSearcher
+    from nas.search.space import load_space
+
+    assert make_sampler("tpe", 0).candidates == 1  # the default search is unchanged
+    on = make_sampler("tpe", 0, cost_aware=True)
+    assert on.candidates == COST_AWARE_CANDIDATES > 1 and on.chooser is None
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path}/w.db",
+                                directions=["maximize", "minimize", "minimize"], sampler=on)
+    root = __import__("pathlib").Path(__file__).resolve().parents[2]
+    searcher = AskTellSearcher(study, load_space(str(root / "search_spaces" / "quick.yaml")),
+                               parse_objectives("recall,query_gflops,index_gflops"),
+                               cost_fn=lambda *a, **k: {}, shapes=None, overrides={},
+                               limits={}, n_trials=1)
+    assert on.chooser == searcher.choose_proposal
