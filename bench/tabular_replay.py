@@ -26,7 +26,9 @@ Methods (``METHODS``):
   (``suggest``; ``on_trial_add``; ``on_trial_result`` per rung until STOP; then
   ``on_trial_complete`` on both with the last result), without Tune's execution (so none of
   Ray's orchestration time is counted). Trials ASHA stopped are told to the searcher as
-  COMPLETE with their last values (stock behaviour) and are left out of its front.
+  COMPLETE with their last values (stock behaviour) and are left out of its front;
+- ``tool_cost``, ``tool_cost_nows``, ``tpe_cost``: ``tool``, ``tool_nows``, ``tpe`` with the
+  search's ``--cost-aware`` proposals.
 
 Every method runs until its simulated clock reaches the budget (``--budget-trials`` x the
 mean full-budget wall seconds of the table's configurations); the trial running then is
