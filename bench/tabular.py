@@ -70,11 +70,19 @@ def agreement(t: Any) -> list[str]:
     full = {s: [res[(c, s)][-1]["recall"] for c in cids] for s in seeds}
     out = [f"  full-budget recall, seed {a} vs seed {b}: Spearman {spearman(full[a], full[b]):.3f}"
            for i, a in enumerate(seeds) for b in seeds[i + 1:]]
-    for s in seeds:
-        rho = [spearman([res[(c, s)][r]["recall"] for c in cids], full[s])
-               for r in range(len(rungs) - 1)]
-        out.append(f"  seed {s}, rung vs full budget: "
-                   + ", ".join(f"r{r} ({rungs[r]:g} ep) {x:.3f}" for r, x in enumerate(rho)))
+    # What early stopping can rank by at a rung (nas.search.objectives.RUNG_SIGNALS): the
+    # recall itself, or the mean rank of the matching clip (lower is better: negated).
+    signals = {"recall": lambda m: m["recall"], "mean rank": lambda m: -m["t2v_mnr"]}
+    for name, f in signals.items():
+        for s in seeds:
+            try:
+                rho = [spearman([f(res[(c, s)][r]["metrics"]) for c in cids], full[s])
+                       for r in range(len(rungs) - 1)]
+            except KeyError:
+                continue  # a table built without the ranks in its metrics
+            out.append(f"  seed {s}, rung {name} vs full-budget recall: "
+                       + ", ".join(f"r{r} ({rungs[r]:g} ep) {x:.3f}"
+                                   for r, x in enumerate(rho)))
     return out
 
 

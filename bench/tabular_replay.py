@@ -80,6 +80,10 @@ METHODS = {
     "tool_cost": "the tool with --cost-aware proposals",
     "tool_cost_nows": "the tool with --cost-aware proposals, without its warm start",
     "tpe_cost": "the tool's TPE with --cost-aware proposals, no early stopping, no warm start",
+    "tool_recall": "the tool with --rung-signal objective (MO-ASHA ranks by recall at every "
+                   "rung; the default before 2026-12-02)",
+    "tool_nows_recall": "the tool with --rung-signal objective, without its warm start",
+    "moasha_random_recall": "moasha_random with --rung-signal objective",
 }
 
 
@@ -237,7 +241,8 @@ def _run_driver(method: str, rep: Replay, space_path: str, data_spec: str, seed:
 
     storage = f"sqlite:///{workdir}/{method}_{seed}.db"
     name = f"{method}_{seed}"
-    base = method.replace("_cost", "")  # tool_cost = tool + --cost-aware, and so on
+    # tool_cost = tool + --cost-aware, tool_recall = tool + --rung-signal objective, ...
+    base = method.replace("_cost", "").replace("_recall", "")
     if base != "tool":
         create_baseline_study(storage, name, load_space(space_path))  # no warm start
     sampler = {"tool": "tpe", "tool_nows": "tpe", "random": "random", "tpe": "tpe",
@@ -246,8 +251,9 @@ def _run_driver(method: str, rep: Replay, space_path: str, data_spec: str, seed:
     ev = EvaluatorSpec("tabular_replay:table_train", "tabular_replay:table_data",
                        "tabular_replay:table_costs")
     opts = SearchOptions(space=space_path, study=name, storage=storage, data=data_spec,
-                         trials=trials, sampler=sampler, cost_aware=base != method, seed=seed,
-                         prune=prune, evaluator=ev, executor="local", quiet=True)
+                         trials=trials, sampler=sampler, cost_aware="_cost" in method,
+                         rung_signal="objective" if method.endswith("_recall") else "mean_rank",
+                         seed=seed, prune=prune, evaluator=ev, executor="local", quiet=True)
     try:
         run_search(opts, out=io.StringIO())
     except SearchExhausted:

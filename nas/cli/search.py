@@ -59,7 +59,7 @@ def size(s: str) -> float:
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``nas search``."""
-    from nas.search.objectives import DEFAULT_OBJECTIVES, OBJECTIVES
+    from nas.search.objectives import DEFAULT_OBJECTIVES, OBJECTIVES, RUNG_SIGNALS
     from nas.search.sampler import SAMPLERS
 
     p = subparsers.add_parser(
@@ -100,6 +100,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         "estimated training second (off by default: measured in "
                         "BENCHMARKS.md section 8; each new architecture it looks at costs "
                         "one cost estimate, 0.3-1.4 CPU s each at load 5 on 2 cores)")
+    p.add_argument("--rung-signal", default="mean_rank", choices=RUNG_SIGNALS,
+                   help="what early stopping ranks trials by at the rungs before the full "
+                        "budget: the mean rank of the matching clip (default; it ranks the "
+                        "full-budget recall better after a short first rung, BENCHMARKS.md "
+                        "section 2) or each objective's own value")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--objectives", default=DEFAULT_OBJECTIVES, metavar="A,B,...",
                    help=f"from: {', '.join(OBJECTIVES)} (default: {DEFAULT_OBJECTIVES})")
@@ -157,7 +162,8 @@ def run(args: argparse.Namespace) -> int:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     opts = SearchOptions(
         space=args.space, study=args.study, storage=args.storage, data=args.data,
-        trials=args.trials, sampler=args.sampler, cost_aware=args.cost_aware, seed=args.seed,
+        trials=args.trials, sampler=args.sampler, cost_aware=args.cost_aware,
+        rung_signal=args.rung_signal, seed=args.seed,
         objectives=args.objectives,
         limits=list(args.limits), min_budget=args.min_budget, max_budget=args.max_budget,
         eta=args.eta, prune=not args.no_prune,

@@ -36,7 +36,13 @@ from nas.search import _optuna, records
 from nas.search.control import Deadline, Halt, SigintGuard, wind_up
 from nas.search.evaluator import EvaluatorSpec, RayOptions, call_train, import_object
 from nas.search.liveness import DriverRegistry
-from nas.search.objectives import DEFAULT_OBJECTIVES, Objective, parse_limits, parse_objectives
+from nas.search.objectives import (
+    DEFAULT_OBJECTIVES,
+    RUNG_SIGNALS,
+    Objective,
+    parse_limits,
+    parse_objectives,
+)
 from nas.search.pareto import pareto_front, study_hypervolume
 from nas.search.progress import Progress, fmt_s, format_front
 from nas.search.sampler import make_sampler
@@ -62,6 +68,7 @@ class SearchOptions:
     trials: int | None = None  # default: the space's `trials`, else 20
     sampler: str = "tpe"
     cost_aware: bool = False  # --cost-aware (nas.search.cost_aware)
+    rung_signal: str = "mean_rank"  # --rung-signal (nas.search.objectives.RUNG_SIGNALS)
     seed: int | None = 0
     objectives: str = DEFAULT_OBJECTIVES
     limits: list[str] = field(default_factory=list)  # ["query_gflops=5", ...]
@@ -185,7 +192,7 @@ def _run_local(core: AskTellSearcher, asha: MOASHA, evaluator: EvaluatorSpec, da
         def report(rung: int, metrics: dict[str, Any], n: int = n) -> bool:
             with guard():
                 core.on_rung(n, rung, metrics)
-                go_on = asha.report(n, rung, core.rung_vector(n, metrics))
+                go_on = asha.report(n, rung, core.rung_vector(n, rung, metrics))
             return rung < last and not go_on
 
         t0 = time.perf_counter()
@@ -262,6 +269,9 @@ def _prepare(opts: SearchOptions, out: TextIO) -> _Run:
     n_trials = opts.trials or space.trials or 20
     if n_trials < 1:
         raise UserError(f"--trials must be >= 1, got {n_trials}")
+    if opts.rung_signal not in RUNG_SIGNALS:
+        raise UserError(f"--rung-signal {opts.rung_signal!r}: choose from "
+                        f"{', '.join(RUNG_SIGNALS)}")
     sampler = make_sampler(opts.sampler, opts.seed, opts.cost_aware)
     # Checks that need no data, before anything is loaded or written.
     check_storage(opts.storage)
@@ -284,7 +294,8 @@ def _search(run: _Run) -> SearchSummary:
     core = AskTellSearcher(study, run.space, run.objectives, run.cost_fn, run.data.shapes,
                            run.overrides, run.limits, run.n_trials, max_skips=opts.max_skips,
                            registry=run.registry,
-                           on_full_budget=_gate_plot_attacher(study, opts.storage))
+                           on_full_budget=_gate_plot_attacher(study, opts.storage),
+                           rung_signal=opts.rung_signal)
     budget = run.time_budget_s
     # Trials stop a little before the budget ends: recording the running ones, stopping Ray
     # and printing the summary take the rest, so the command itself ends within its budget.

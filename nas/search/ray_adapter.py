@@ -211,7 +211,7 @@ class _Scheduler(FIFOScheduler):
         rung, metrics = msg.rung, msg.metrics
         with self.guard():
             self.searcher.core.on_rung(number, rung, metrics)
-            vec = self.searcher.core.rung_vector(number, metrics)
+            vec = self.searcher.core.rung_vector(number, rung, metrics)
         if rung >= self.asha.n_rungs - 1:
             self.asha.report(trial.trial_id, rung, vec)
             return TrialScheduler.CONTINUE  # full budget: let it send the final result

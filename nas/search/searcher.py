@@ -105,9 +105,10 @@ class AskTellSearcher:
                  n_trials: int, max_skips: int = 100,
                  on_event: Callable[[], None] | None = None,
                  registry: DriverRegistry | None = None,
-                 on_full_budget: Callable[[int, dict[str, Any], list[float]], None] | None = None
-                 ) -> None:
+                 on_full_budget: Callable[[int, dict[str, Any], list[float]], None] | None = None,
+                 rung_signal: str = "mean_rank") -> None:
         self.study = study
+        self.rung_signal = rung_signal
         # Called with (trial_id, gates, values) for a full-budget trial while it is still
         # RUNNING, just before its final record (the driver attaches the gate plot there:
         # Optuna cannot attach artifacts to a finished trial). Failures only warn.
@@ -330,10 +331,17 @@ class AskTellSearcher:
         return min(vals) if o.maximize else max(vals)
 
     # ------------------------------------------------------------------ telling
-    def rung_vector(self, number: int, metrics: Mapping[str, float]) -> list[float]:
-        """The trial's objective vector at a rung, oriented for minimisation (scheduler)."""
+    def rung_vector(self, number: int, rung: int, metrics: Mapping[str, float]
+                    ) -> list[float]:
+        """The trial's vector at a rung, oriented for minimisation (the scheduler's): the
+        objectives' own values, except at the rungs before half the full budget, where
+        each is ranked by ``rung_signal`` (``nas.search.objectives.RUNG_SIGNALS``: there,
+        after a short training, recall is coarse and the mean rank ranks better; from half
+        the budget on recall ranks better, BENCHMARKS.md section 2)."""
         spec = self.in_flight[number]
-        return [o.as_loss(o.value(metrics, spec.costs)) for o in self.objectives]
+        if self.rungs[rung] >= 0.5 * self.rungs[-1]:
+            return [o.as_loss(o.value(metrics, spec.costs)) for o in self.objectives]
+        return [o.rung_loss(metrics, spec.costs, self.rung_signal) for o in self.objectives]
 
     def on_rung(self, number: int, rung: int, metrics: Mapping[str, float]) -> None:
         """Record the intermediate value of a rung (step = rung, value = recall)."""
