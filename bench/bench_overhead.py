@@ -18,7 +18,7 @@ The configurations are enqueued into a study created beforehand, so ``local`` an
 train exactly the configurations of ``loop``. Per-trial overhead = (wall time from the first
 trial's start to the last trial's end - sum of the trials' own ``train_proxy`` wall_s) / N;
 startup (Ray start, data load, study creation) is reported separately, once per search.
-Share = per-trial overhead / mean trial wall_s. Target: under 5%.
+Share = per-trial overhead / mean trial wall_s. Target: at most 2% (issue 12; it was under 5%).
 
 Cost estimates. ``train_proxy`` returns the configuration's costs; called in a plain loop
 it estimates them itself, inside its trial. The driver estimates them before the trial
@@ -194,9 +194,9 @@ def main(argv: list[str] | None = None) -> int:
         r["extra_share"] = extra / r["mean_trial_wall_s"]
         amort = (r["span_s"] + r["startup_s"] - sum(r["trial_wall_s"])) / n - base
         r["extra_with_startup_share"] = amort / r["mean_trial_wall_s"]
-        verdict = "met" if r["extra_share"] < 0.05 else "MISSED"
+        verdict = "met" if r["extra_share"] <= 0.02 else "MISSED"
         print(f"FIGURE: {m}: {extra:.3f} s per trial outside training beyond the plain loop "
-              f"= {r['extra_share']:.2%} of the mean trial time (target < 5%: {verdict}); "
+              f"= {r['extra_share']:.2%} of the mean trial time (target <= 2%: {verdict}); "
               f"with the one-off startup spread over the {n} trials: "
               f"{r['extra_with_startup_share']:.2%}")
         # The cost estimate is evaluator work that the plain loop does inside its trials
