@@ -83,7 +83,14 @@ def top_overlap(x: list[float], y: list[float], k: int = 5) -> int:
 # Pinned for the text-agnostic stratum (FusionConfig.text_conditioned is False with these).
 TEXT_AGNOSTIC = {"gate_inputs": "va", "query_fusion": "none", "text_audio": "none",
                  "dual_path": False}
-SIGNALS = ("recall", "t2v_mrr")
+# Early signals, each higher-is-better: recall, the mean reciprocal rank, and the mean rank
+# of the match negated (what MO-ASHA ranks by before half the budget: --rung-signal).
+SIGNALS = ("recall", "t2v_mrr", "mean_rank")
+
+
+def signal(metrics: dict[str, Any], name: str) -> float:
+    """One early signal from a rung's metrics (``mean_rank``: ``-t2v_mnr``)."""
+    return -float(metrics["t2v_mnr"]) if name == "mean_rank" else float(metrics[name])
 TARGET = 0.85
 
 
@@ -118,7 +125,8 @@ def summarize(rows: list[dict[str, Any]], rungs: list[float], grid: list[float]
           f"({n_ta} text-agnostic, {len(ok) - n_ta} text-conditioned; "
           f"{len(rows) - len(ok)} failed) ==")
     points: list[dict[str, Any]] = []
-    for sig in SIGNALS:
+    sigs = [k for k in SIGNALS if ok and all(k in r for r in ok)]  # older runs: fewer
+    for sig in sigs:
         print(f"\nsignal {sig} at each point against recall at {rungs[-1]:g} epochs")
         print(f"{'epochs':>7} {'rung':>5} {'spearman':>9} {'90% CI':>15} {'kendall':>8} "
               f"{'top5 overlap':>13}")
@@ -139,13 +147,13 @@ def summarize(rows: list[dict[str, Any]], rungs: list[float], grid: list[float]
                       ("text-conditioned", [r for r in ok if r["text_conditioned"]])):
         if len(sub) < 4:
             continue
-        for sig in SIGNALS:
+        for sig in sigs:
             c = correlations([r[sig][j0] for r in sub], [r["recall"][-1] for r in sub])
             strata[f"{name}/{sig}"] = {"n": len(sub), **c}
             print(f"first rung, {name} only ({len(sub)}), {sig}: Spearman {c['spearman']:.3f} "
                   f"[{c['spearman_lo90']:.2f}, {c['spearman_hi90']:.2f}]")
     first = {}
-    for sig in SIGNALS:
+    for sig in sigs:
         p = next(q for q in points if q["signal"] == sig and q["default_rung"] == 0)
         first[sig] = p
         verdict = "met" if p["spearman"] >= TARGET else "MISSED"
@@ -155,7 +163,7 @@ def summarize(rows: list[dict[str, Any]], rungs: list[float], grid: list[float]
               f"full-budget top 5 in first-rung top 5: {p['top5_overlap']}/5; target >= "
               f"{TARGET}: {verdict}")
     robust = {}
-    for sig in SIGNALS:
+    for sig in sigs:
         sp = [q for q in points if q["signal"] == sig]
         robust[sig] = next((p["epochs"] for p in sp[:-1]
                             if all(q["spearman"] >= TARGET for q in sp
@@ -220,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         rec = {round(h["epochs"], 6): h["recall"] for h in res.history}
         rows.append({"config_id": f.fusion_id, "params": params,
-                     **{k: [h[k] for h in res.history] for k in SIGNALS},
+                     **{k: [signal(h, k) for h in res.history] for k in SIGNALS},
                      "epochs": [h["epochs"] for h in res.history], "wall_s": res.wall_s,
                      "text_conditioned": f.text_conditioned})
         write_json(args.out, {"partial": True, "rungs": rungs, "grid": grid,
