@@ -89,8 +89,13 @@ SIGNALS = ("recall", "t2v_mrr", "mean_rank")
 
 
 def signal(metrics: dict[str, Any], name: str) -> float:
-    """One early signal from a rung's metrics (``mean_rank``: ``-t2v_mnr``)."""
-    return -float(metrics["t2v_mnr"]) if name == "mean_rank" else float(metrics[name])
+    """One early signal from a rung's metrics (``mean_rank``: recall's ``rung_key``, the
+    mean rank of the match, negated)."""
+    if name != "mean_rank":
+        return float(metrics[name])
+    from nas.search.objectives import OBJECTIVES
+
+    return -float(metrics[OBJECTIVES["recall"].rung_key])
 TARGET = 0.85
 
 

@@ -72,7 +72,10 @@ def agreement(t: Any) -> list[str]:
            for i, a in enumerate(seeds) for b in seeds[i + 1:]]
     # What early stopping can rank by at a rung (nas.search.objectives.RUNG_SIGNALS): the
     # recall itself, or the mean rank of the matching clip (lower is better: negated).
-    signals = {"recall": lambda m: m["recall"], "mean rank": lambda m: -m["t2v_mnr"]}
+    from nas.search.objectives import OBJECTIVES
+
+    rank_key = OBJECTIVES["recall"].rung_key  # the one definition of the early signal
+    signals = {"recall": lambda m: m["recall"], "mean rank": lambda m: -m[rank_key]}
     for name, f in signals.items():
         for s in seeds:
             try:
