@@ -127,6 +127,7 @@ class _Run:
     study: optuna.Study | None = None
     created: bool = False
     registry: DriverRegistry | None = None
+    ray_started: bool = False  # this process started a local Ray cluster (shut down at end)
 
     @property
     def time_budget_s(self) -> float | None:
@@ -235,8 +236,19 @@ def _gate_plot_attacher(study: optuna.Study, storage_url: str
 def run_search(opts: SearchOptions, out: TextIO | None = None) -> SearchSummary:
     """Run (or resume) a search; see the module docstring."""
     run = _prepare(opts, out or sys.stderr)
+    try:
+        return _open_and_search(run)
+    finally:
+        if run.ray_started:
+            from nas.search import ray_adapter
+
+            ray_adapter.shutdown_ray()
+
+
+def _open_and_search(run: _Run) -> SearchSummary:
     from nas import dashboard
 
+    opts = run.opts
     store = StorageGuard(opts.storage, opts.db_retry_s, opts.min_free,
                          dashboard.artifact_dir_for(opts.storage), run.out)
     low = store.low_disk()
@@ -260,7 +272,11 @@ def run_search(opts: SearchOptions, out: TextIO | None = None) -> SearchSummary:
 
 
 def _prepare(opts: SearchOptions, out: TextIO) -> _Run:
-    """Check the options and load space, objectives and data; nothing is written yet."""
+    """Check the options and load space, objectives and data; nothing is written yet.
+
+    On Ray, the cluster is started (or joined) once the options are checked and before the
+    driver imports torch and loads its data: a local cluster's workers warm up (Tune,
+    torch, the evaluator, the data) meanwhile, so the first trial does not wait for them."""
     t0 = opts.started_at if opts.started_at is not None else time.monotonic()
     space = _space_with_budget(load_space(opts.space), opts)
     objectives = parse_objectives(opts.objectives)
@@ -272,19 +288,30 @@ def _prepare(opts: SearchOptions, out: TextIO) -> _Run:
     if opts.rung_signal not in RUNG_SIGNALS:
         raise UserError(f"--rung-signal {opts.rung_signal!r}: choose from "
                         f"{', '.join(RUNG_SIGNALS)}")
-    sampler = make_sampler(opts.sampler, opts.seed, opts.cost_aware)
-    # Checks that need no data, before anything is loaded or written.
-    check_storage(opts.storage)
-    if opts.executor != "local":
-        check_ray_address(opts.ray.address)
-    cost_fn = import_object(opts.evaluator.costs)
-    data = import_object(opts.evaluator.data)(data_spec)
-    overrides = _data_overrides(data.shapes)
     if opts.trial_timeout_s and opts.executor == "local":
         raise UserError("--trial-timeout needs the Ray executor (a trial in the driver's own "
                         "process cannot be stopped)")
+    sampler = make_sampler(opts.sampler, opts.seed, opts.cost_aware)
+    # Checks that need no data, before anything is loaded or written.
+    check_storage(opts.storage)
+    ray_started = False
+    if opts.executor != "local":
+        check_ray_address(opts.ray.address)
+        if not opts.ray.address:  # a cluster given by --address is joined in run_tune
+            from nas.search import ray_adapter  # the only module that imports Ray
+
+            ray_started = ray_adapter.init_ray(opts.ray, warm=opts.evaluator,
+                                               data_spec=data_spec)
+    try:
+        cost_fn = import_object(opts.evaluator.costs)
+        data = import_object(opts.evaluator.data)(data_spec)
+    except BaseException:
+        if ray_started:
+            ray_adapter.shutdown_ray()
+        raise
+    overrides = _data_overrides(data.shapes)
     return _Run(opts, space, objectives, limits, data_spec, n_trials, cost_fn, data,
-                overrides, out, t0, sampler)
+                overrides, out, t0, sampler, ray_started=ray_started)
 
 
 def _search(run: _Run) -> SearchSummary:

@@ -63,6 +63,9 @@ __all__ = ["EvaluatorSpec", "RayOptions", "import_object", "run_tune", "trainabl
 # ------------------------------------------------------------------------------- worker
 
 _DATA_CACHE: dict[tuple[str, str], Any] = {}
+# what a pre-started worker of a local cluster warms up with (nas.search._worker_preload)
+PRELOAD_ENV = {"train": "NAS_PRELOAD_TRAIN", "loader": "NAS_PRELOAD_DATA_LOADER",
+               "spec": "NAS_PRELOAD_DATA_SPEC"}
 
 
 def _load_data(loader: str, spec: str) -> Any:
@@ -310,8 +313,14 @@ def _trial_name(trial: Any) -> str:
     return f"trial_{number}_{trial.trial_id}"
 
 
-def init_ray(opts: RayOptions) -> bool:
-    """Start a local Ray (or connect with --address); True when this call started it."""
+def init_ray(opts: RayOptions, warm: EvaluatorSpec | None = None,
+             data_spec: str | None = None) -> bool:
+    """Start a local Ray (or connect with --address); True when this call started it.
+
+    With ``warm`` (and ``data_spec``), a local cluster's pre-started workers import the
+    evaluator and load the data as they start (``nas.search._worker_preload``), in
+    parallel with whatever the driver does next; Tune's trial actors take these workers.
+    An existing cluster (``--address``) is used as it is."""
     if ray.is_initialized():
         return False
     if opts.address:
@@ -321,9 +330,60 @@ def init_ray(opts: RayOptions) -> bool:
         # Ray leaves its session files (~24 MB) there: remove them at exit, after the
         # shutdown Ray registers during init (atexit runs in reverse order).
         atexit.register(shutil.rmtree, tmp, ignore_errors=True)
-        ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False,
-                 _temp_dir=tmp, log_to_driver=False, configure_logging=False)
+        cpus = os.cpu_count() or 1
+        system: dict[str, Any] = {}
+        env: dict[str, str] = {}
+        # Ray pre-starts one worker per CPU; warming them all pays off when the trials
+        # use at least half of them (each warm worker holds torch and the data: ~0.4 GB).
+        slots = opts.concurrency or int(cpus // max(opts.cpus_per_trial, 1e-9))
+        if warm is not None and 2 * slots < cpus:
+            warm = None
+        if warm is not None:  # (the module is not imported here: it runs on import)
+            system["preload_python_modules"] = ["nas.search._worker_preload"]
+            env = {PRELOAD_ENV["train"]: warm.train, PRELOAD_ENV["loader"]: warm.data,
+                   PRELOAD_ENV["spec"]: data_spec or "",
+                   "PL_DISABLE_FORK": "1"}  # see _tune_actors_on_plain_workers
+        saved = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)  # the raylet, and the workers it starts, inherit them
+        try:
+            ray.init(num_cpus=cpus, include_dashboard=False,
+                     _temp_dir=tmp, log_to_driver=False, configure_logging=False,
+                     _system_config=system or None)
+            if warm is not None:
+                _tune_actors_on_plain_workers()
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
     return True
+
+
+def _tune_actors_on_plain_workers() -> None:
+    """Let Tune's trial actors start on the cluster's pre-started (warm) workers.
+
+    Tune gives every trial actor a runtime environment that sets ``PL_DISABLE_FORK=1`` (a
+    PyTorch Lightning setting, ``ray.tune.execution.class_cache.DEFAULT_ENV_VARS``). A
+    worker serves only actors of its own runtime environment, so with it every trial actor
+    waits for a fresh process and the warm workers stay idle. ``nas`` does not use
+    Lightning; the variable goes into the workers' inherited environment instead (the
+    raylet is started by this process), and Tune's default is emptied. Where Tune no
+    longer has the table, or propagates other variables (AWS credentials), trials start
+    on fresh workers as before. Checked by ``tests/search/test_ray_warm.py``.
+    """
+    try:
+        from ray.tune.execution import class_cache
+    except ImportError:
+        return
+    defaults = getattr(class_cache, "DEFAULT_ENV_VARS", None)
+    if isinstance(defaults, dict):
+        defaults.clear()
+
+
+def shutdown_ray() -> None:
+    """Stop the Ray that ``init_ray`` started in this process."""
+    ray.shutdown()
 
 
 def cluster_cpus() -> float:
