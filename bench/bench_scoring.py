@@ -21,6 +21,7 @@ import resource
 import sys
 import time
 from pathlib import Path
+from typing import Any, Callable
 
 import torch
 
@@ -33,48 +34,40 @@ from nas.model import build_model  # noqa: E402
 from common import machine_info, print_machine  # noqa: E402
 
 
-def gemm_gflops(dev: torch.device, m: int, k: int, n: int, seconds: float = 1.0) -> float:
-    """Best fp32 rate (GFLOP/s) of ``addmm`` of ``[m, k] @ [k, n]`` + bias, as ``nn.Linear``
-    calls it, over ``seconds`` (at least 8 calls): the rate a GEMM of the pass's own shape
-    reaches, beside the square matmul's."""
-    a, w, b = (torch.randn(m, k, device=dev), torch.randn(n, k, device=dev),
-               torch.randn(n, device=dev))
-    torch.addmm(b, a, w.t())
+def _best_rate(fn: Callable[[], Any], flop: float, dev: torch.device, seconds: float) -> float:
+    """GFLOP/s of ``fn`` (``flop`` FLOPs a call): the best call over ``seconds`` (at least 8
+    calls, after one warm-up). On a shared machine a few short calls swing by 2x; the best
+    over a longer window is the rate the machine can reach."""
+    fn()
     best = float("inf")
     start, reps = time.perf_counter(), 0
     while reps < 8 or time.perf_counter() - start < seconds:
         if dev.type == "cuda":
             torch.cuda.synchronize()
         t0 = time.perf_counter()
-        torch.addmm(b, a, w.t())
+        fn()
         if dev.type == "cuda":
             torch.cuda.synchronize()
         best = min(best, time.perf_counter() - t0)
         reps += 1
-    return 2 * m * k * n / best / 1e9
+    return flop / best / 1e9
+
+
+def gemm_gflops(dev: torch.device, m: int, k: int, n: int, seconds: float = 1.0) -> float:
+    """The rate of ``addmm`` of ``[m, k] @ [k, n]`` + bias, as ``nn.Linear`` calls it: what
+    a GEMM of the pass's own shape reaches, beside the square matmul's."""
+    a, w, b = (torch.randn(m, k, device=dev), torch.randn(n, k, device=dev),
+               torch.randn(n, device=dev))
+    return _best_rate(lambda: torch.addmm(b, a, w.t()), 2 * m * k * n, dev, seconds)
 
 
 def matmul_gflops(dev: torch.device, n: int = 1024, seconds: float = 1.5) -> float:
     """The machine's measured fp32 matmul throughput (GFLOP/s) with the current torch
-    threads: the best of as many square ``n x n`` products (2 n^3 FLOPs each) as fit in
-    ``seconds`` (at least 8). On a shared machine a few short products swing by 2x; the
-    best over a longer window is the rate the machine can reach, so the limit it gives is
-    the strict one."""
+    threads, from square ``n x n`` products (2 n^3 FLOPs each); the limit it gives is the
+    strict one."""
     a, b = torch.randn(n, n, device=dev), torch.randn(n, n, device=dev)
     out = torch.empty(n, n, device=dev)
-    torch.mm(a, b, out=out)
-    best = float("inf")
-    start, reps = time.perf_counter(), 0
-    while reps < 8 or time.perf_counter() - start < seconds:
-        if dev.type == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        torch.mm(a, b, out=out)
-        if dev.type == "cuda":
-            torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - t0)
-        reps += 1
-    return 2 * n ** 3 / best / 1e9
+    return _best_rate(lambda: torch.mm(a, b, out=out), 2 * n ** 3, dev, seconds)
 
 
 def pass_gflop(cfg: FusionConfig, n_t: int, n_v: int, frames: int, audio: int) -> float:
