@@ -335,8 +335,7 @@ def init_ray(opts: RayOptions, warm: EvaluatorSpec | None = None,
         env: dict[str, str] = {}
         # Ray pre-starts one worker per CPU; warming them all pays off when the trials
         # use at least half of them (each warm worker holds torch and the data: ~0.4 GB).
-        slots = opts.concurrency or int(cpus // max(opts.cpus_per_trial, 1e-9))
-        if warm is not None and 2 * slots < cpus:
+        if warm is not None and 2 * trials_at_once(opts, cpus) < cpus:
             warm = None
         if warm is not None:  # (the module is not imported here: it runs on import)
             system["preload_python_modules"] = ["nas.search._worker_preload"]
@@ -386,6 +385,11 @@ def shutdown_ray() -> None:
     ray.shutdown()
 
 
+def trials_at_once(opts: RayOptions, cpus: float) -> int:
+    """--concurrency, else as many trials as ``cpus`` hold at --cpus-per-trial (>= 1)."""
+    return opts.concurrency or max(1, int(cpus // max(opts.cpus_per_trial, 1e-9)))
+
+
 def cluster_cpus() -> float:
     """CPUs of the connected cluster."""
     return float(ray.cluster_resources().get("CPU", 1))
@@ -411,7 +415,7 @@ def run_tune(core: AskTellSearcher, asha: MOASHA, evaluator: EvaluatorSpec, data
         if opts.address not in (None, "", "auto", "local") else None
     try:
         cpus = cluster_cpus()
-        concurrency = opts.concurrency or max(1, int(cpus // max(opts.cpus_per_trial, 1e-9)))
+        concurrency = trials_at_once(opts, cpus)
         if on_start:
             on_start(concurrency)
         searcher = _Searcher(core, evaluator, data_spec, opts.gpus_per_trial, guard, halt)
