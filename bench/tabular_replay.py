@@ -84,6 +84,14 @@ METHODS = {
                    "rung; the default before 2026-12-02)",
     "tool_nows_recall": "the tool with --rung-signal objective, without its warm start",
     "moasha_random_recall": "moasha_random with --rung-signal objective",
+    "tool_v1": "the tool as of 2026-12-01 (--promotion crowding, no start-up design)",
+    "tool_nows_v1": "the tool as of 2026-12-01, without its warm start",
+    "tool_crowd": "the tool with --promotion crowding (MO-ASHA cuts a rung's last front by "
+                  "NSGA-II crowding distance; the default before 2026-12-02)",
+    "tool_nows_crowd": "the tool with --promotion crowding, without its warm start",
+    "tool_cost_crowd": "the tool with --cost-aware and --promotion crowding",
+    "tool_cost_nows_crowd": "the tool with --cost-aware and --promotion crowding, without "
+                            "its warm start",
 }
 
 
@@ -232,19 +240,16 @@ def table_costs(fusion: Any, shapes: Any = None, gallery: int = 1000,
 def _run_driver(method: str, rep: Replay, space_path: str, data_spec: str, seed: int,
                 workdir: str, trials: int) -> None:
     """tool / tool_nows / random / tpe / moasha_random through ``run_search``."""
+    from nas.search import driver
     from nas.search.driver import SearchOptions, run_search
     from nas.search.evaluator import EvaluatorSpec
     from nas.search.searcher import SearchExhausted
-    from nas.search.space import load_space
-
-    from bench_search import create_baseline_study
 
     storage = f"sqlite:///{workdir}/{method}_{seed}.db"
     name = f"{method}_{seed}"
     # tool_cost = tool + --cost-aware, tool_recall = tool + --rung-signal objective, ...
-    base = method.replace("_cost", "").replace("_recall", "")
-    if base != "tool":
-        create_baseline_study(storage, name, load_space(space_path))  # no warm start
+    base = method.replace("_cost", "").replace("_recall", "").replace("_crowd", "") \
+        .replace("_v1", "")
     sampler = {"tool": "tpe", "tool_nows": "tpe", "random": "random", "tpe": "tpe",
                "moasha_random": "random"}[base]
     prune = base in ("tool", "tool_nows", "moasha_random")
@@ -253,11 +258,22 @@ def _run_driver(method: str, rep: Replay, space_path: str, data_spec: str, seed:
     opts = SearchOptions(space=space_path, study=name, storage=storage, data=data_spec,
                          trials=trials, sampler=sampler, cost_aware="_cost" in method,
                          rung_signal="objective" if method.endswith("_recall") else "mean_rank",
+                         promotion="crowding" if method.endswith(("_crowd", "_v1"))
+                         else "hypervolume", warm_start=base == "tool",
                          seed=seed, prune=prune, evaluator=ev, executor="local", quiet=True)
+    make_sampler = driver.make_sampler
+    if method.endswith("_v1"):  # the search of 2026-12-01: no start-up design either
+        def no_design(*a: Any, **k: Any) -> Any:
+            s = make_sampler(*a, **k)
+            s.design = 0
+            return s
+        driver.make_sampler = no_design  # type: ignore[assignment]
     try:
         run_search(opts, out=io.StringIO())
     except SearchExhausted:
         pass  # the sampler keeps proposing trained configurations: the run ends here
+    finally:
+        driver.make_sampler = make_sampler  # type: ignore[assignment]
 
 
 def _run_ray(rep: Replay, space: Any, shapes: Any, seed: int) -> None:

@@ -61,6 +61,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     """Register ``nas search``."""
     from nas.search.objectives import DEFAULT_OBJECTIVES, OBJECTIVES, RUNG_SIGNALS
     from nas.search.sampler import SAMPLERS
+    from nas.search.scheduler import PROMOTIONS
 
     p = subparsers.add_parser(
         "search", help="search the fusion design space (Optuna + Ray Tune) into studies.db",
@@ -105,6 +106,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         "budget: the mean rank of the matching clip (default; it ranks the "
                         "full-budget recall better after a short first rung, BENCHMARKS.md "
                         "section 2) or each objective's own value")
+    p.add_argument("--promotion", default="hypervolume", choices=PROMOTIONS,
+                   help="how early stopping cuts the last Pareto front at a rung: drop the "
+                        "trial that adds least hypervolume, one at a time (default) or "
+                        "NSGA-II's crowding distance (keeps weak extremes; BENCHMARKS.md "
+                        "section 8)")
+    p.add_argument("--no-warm-start", dest="warm_start", action="store_false",
+                   help="a new study starts without the warm-start queue (AVIGATE, the "
+                        "reference and the plan's single variants); the first trials are "
+                        "then spread over the exact costs (BENCHMARKS.md section 8)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--objectives", default=DEFAULT_OBJECTIVES, metavar="A,B,...",
                    help=f"from: {', '.join(OBJECTIVES)} (default: {DEFAULT_OBJECTIVES})")
@@ -163,7 +173,8 @@ def run(args: argparse.Namespace) -> int:
     opts = SearchOptions(
         space=args.space, study=args.study, storage=args.storage, data=args.data,
         trials=args.trials, sampler=args.sampler, cost_aware=args.cost_aware,
-        rung_signal=args.rung_signal, seed=args.seed,
+        rung_signal=args.rung_signal, promotion=args.promotion, seed=args.seed,
+        warm_start=args.warm_start,
         objectives=args.objectives,
         limits=list(args.limits), min_budget=args.min_budget, max_budget=args.max_budget,
         eta=args.eta, prune=not args.no_prune,

@@ -46,7 +46,7 @@ from nas.search.objectives import (
 from nas.search.pareto import pareto_front, study_hypervolume
 from nas.search.progress import Progress, fmt_s, format_front
 from nas.search.sampler import make_sampler
-from nas.search.scheduler import MOASHA
+from nas.search.scheduler import MOASHA, PROMOTIONS
 from nas.search.searcher import AskTellSearcher
 from nas.search.space import ProxyBudget, SearchSpace, load_space
 from nas.search.storage import Abort, StorageGuard
@@ -69,6 +69,8 @@ class SearchOptions:
     sampler: str = "tpe"
     cost_aware: bool = False  # --cost-aware (nas.search.cost_aware)
     rung_signal: str = "mean_rank"  # --rung-signal (nas.search.objectives.RUNG_SIGNALS)
+    promotion: str = "hypervolume"  # --promotion (nas.search.scheduler.PROMOTIONS)
+    warm_start: bool = True  # --no-warm-start: a new study gets no warm-start queue
     seed: int | None = 0
     objectives: str = DEFAULT_OBJECTIVES
     limits: list[str] = field(default_factory=list)  # ["query_gflops=5", ...]
@@ -304,6 +306,8 @@ def _prepare(opts: SearchOptions, out: TextIO) -> _Run:
     if opts.rung_signal not in RUNG_SIGNALS:
         raise UserError(f"--rung-signal {opts.rung_signal!r}: choose from "
                         f"{', '.join(RUNG_SIGNALS)}")
+    if opts.promotion not in PROMOTIONS:
+        raise UserError(f"--promotion {opts.promotion!r}: choose from {', '.join(PROMOTIONS)}")
     if opts.trial_timeout_s and opts.executor == "local":
         raise UserError("--trial-timeout needs the Ray executor (a trial in the driver's own "
                         "process cannot be stopped)")
@@ -381,7 +385,7 @@ def _execute(run: _Run, core: AskTellSearcher, deadline: Deadline, progress: Pro
     opts, space = run.opts, run.space
     asha = MOASHA(len(space.proxy.rungs()), space.proxy.eta, enabled=opts.prune,
                   quality=[i for i, o in enumerate(run.objectives)
-                           if not o.known_before_training])
+                           if not o.known_before_training], cut=opts.promotion)
     guard = SigintGuard()
     guard.install()
     interrupted = time_up = False

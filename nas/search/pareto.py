@@ -155,6 +155,12 @@ def hypervolume(losses: Any, reference: Sequence[float]) -> float:
         return float(ref[0] - pts[:, 0].min())
     if len(pts) > 1:
         pts = pts[non_dominated_ranks(pts) == 0]
+    return _hv_below(pts, ref)
+
+
+def _hv_below(pts: np.ndarray, ref: np.ndarray) -> float:
+    """``hypervolume`` of points that all lie below ``ref`` (dominated ones may be among
+    them: the sweep skips them, so the slices need no filtering of their own)."""
     pts = pts[np.lexsort(pts.T[::-1])]  # by the first objective, then the next ...
     if pts.shape[1] == 2:
         hv, best_y = 0.0, ref[1]
@@ -167,7 +173,7 @@ def hypervolume(losses: Any, reference: Sequence[float]) -> float:
     for i in range(len(pts)):
         x_next = pts[i + 1, 0] if i + 1 < len(pts) else ref[0]
         if x_next > pts[i, 0]:
-            total += (x_next - pts[i, 0]) * hypervolume(pts[: i + 1, 1:], list(ref[1:]))
+            total += (x_next - pts[i, 0]) * _hv_below(pts[: i + 1, 1:], ref[1:])
     return float(total)
 
 

@@ -38,6 +38,12 @@ categorical space multivariate TPE's redraw is nearly always the same configurat
 takes the best of its own candidates by l(x)/g(x), so the uniform draw is what usually
 breaks a repeat.)
 
+Start-up design (``design`` > 0: TPE and GP). Until ``design`` trials are claimed, the
+searcher enqueues each next trial itself: of a few uniform draws from this sampler's seeded
+stream, the one whose exact costs are farthest from every trial so far
+(``nas.search.cost_aware.spread``). A warm-started study has its queue instead, and
+random search and NSGA-II keep their own first draws.
+
 Cost-aware proposals (``candidates`` > 1: ``make_sampler(..., cost_aware=True)``, the
 search's ``--cost-aware``; off by default, see BENCHMARKS.md section 8 for why). The model's
 proposal and up to ``candidates - 1`` untaken configurations that differ from it in one
@@ -70,7 +76,8 @@ __all__ = ["SAMPLERS", "LearningSampler", "StudyView", "make_sampler"]
 SAMPLERS = ("tpe", "nsga2", "random", "gp")
 # Proposals offered to the cost-aware choice per trial (``--cost-aware``; the model's own
 # and up to 7 neighbours; measured on the tabular benchmark, BENCHMARKS.md section 8).
-COST_AWARE_CANDIDATES = 8
+COST_AWARE_CANDIDATES = 16
+NEIGHBOURS = 7  # of them at most this many one-parameter neighbours; uniform draws fill up
 
 
 class StudyView:
@@ -117,7 +124,7 @@ class LearningSampler(BaseSampler):
     """Wraps any Optuna sampler so that it learns from stopped and infeasible trials."""
 
     def __init__(self, inner: BaseSampler, redraws: int = 8, seed: int | None = None,
-                 candidates: int = 1) -> None:
+                 candidates: int = 1, design: int = 0) -> None:
         self.inner = inner
         self.redraws = redraws
         # Cost-aware choice (``nas.search.cost_aware``): with ``candidates`` > 1 and a
@@ -127,6 +134,10 @@ class LearningSampler(BaseSampler):
         self.candidates = candidates
         self.chooser: Callable[[list[dict[str, Any]], list[FrozenTrial]], int] | None = None
         self._rng = np.random.RandomState(seed)
+        # Start-up design (``nas.search.cost_aware.spread``): the number of first trials
+        # the searcher chooses by their exact costs instead of the inner sampler's random
+        # start-up draws (0: none; the model-based samplers' own start-up count).
+        self.design = design
         self._view: tuple[int, int, StudyView] | None = None  # (study id, trial number, view)
         self.redrawn = 0  # proposals drawn again because they were taken (for benchmarks)
 
@@ -156,7 +167,10 @@ class LearningSampler(BaseSampler):
         # The model's proposal and its untaken neighbours (one categorical or integer
         # parameter changed; TPE's own redraws are no alternative: its argmax over its
         # candidates is nearly the same configuration every call).
-        cands = [params, *self._neighbours(params, search_space, taken, self.candidates - 1)]
+        cands = [params, *self._neighbours(params, search_space, taken,
+                                           min(NEIGHBOURS, self.candidates - 1))]
+        cands += self._untaken_draws(params, search_space, taken + cands,
+                                     self.candidates - len(cands))  # then uniform draws
         if len(cands) == 1:
             return params
         return cands[self.chooser(cands, view.get_trials(deepcopy=False))]
@@ -196,22 +210,38 @@ class LearningSampler(BaseSampler):
     def _untaken(self, params: dict[str, Any], space: dict[str, Any],
                  taken: list[dict[str, Any]]) -> dict[str, Any]:
         """A uniform draw among the configurations of the relative space that are not
-        taken: enumerated when the space is finite and small, else by rejection."""
+        taken (``params`` itself when every one is taken: the driver records it)."""
+        draws = self._untaken_draws(params, space, taken, 1)
+        return draws[0] if draws else params
+
+    def _untaken_draws(self, params: dict[str, Any], space: dict[str, Any],
+                       taken: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
+        """Up to ``n`` distinct uniform draws among the configurations of the relative
+        space that are not taken: enumerated when the space is finite and small, else by
+        rejection."""
         keys = [k for k in params if k in space]
         dists = [space[k] for k in keys]
         if all(isinstance(d, optuna.distributions.CategoricalDistribution) for d in dists):
-            n = math.prod(len(d.choices) for d in dists)
-            if n <= 4096:
+            size = math.prod(len(d.choices) for d in dists)
+            if size <= 4096:
                 free = [c for c in itertools.product(*(d.choices for d in dists))
                         if not _is_taken({**params, **dict(zip(keys, c))}, taken)]
-                if free:
-                    return {**params, **dict(zip(keys, free[self._rng.randint(len(free))]))}
-                return params  # every configuration is taken: the driver records it
-        for _ in range(4 * self.redraws):
+                pick = self._rng.choice(len(free), min(n, len(free)), replace=False) \
+                    if free else []
+                return [{**params, **dict(zip(keys, free[i]))} for i in pick]
+        out: list[dict[str, Any]] = []
+        for _ in range(4 * self.redraws * n):
+            if len(out) >= n:
+                break
             draw = {**params, **{k: _uniform(self._rng, d) for k, d in zip(keys, dists)}}
-            if not _is_taken(draw, taken):
-                return draw
-        return params
+            if not _is_taken(draw, taken + out):
+                out.append(draw)
+        return out
+
+    def uniform(self, dist: Any) -> Any:
+        """One uniform draw from a distribution, from this sampler's seeded stream (the
+        start-up design's candidates)."""
+        return _uniform(self._rng, dist)
 
     def sample_independent(self, study, trial, param_name, param_distribution):  # type: ignore[override]
         return self.inner.sample_independent(self._view_of(study, trial), trial, param_name,
@@ -268,6 +298,7 @@ def make_sampler(name: str, seed: int | None, cost_aware: bool = False) -> Learn
     Cost limits need no ``constraints_func`` (deprecated in Optuna 5): the driver stores
     each trial's constraint values itself and the samplers read them from the trials.
     """
+    design = 0
     if name == "tpe":
         # Multivariate TPE (joint density over the parameters; ``group`` splits it along
         # the space's conditions) learns combinations such as "gates read [v; a] AND no
@@ -279,6 +310,7 @@ def make_sampler(name: str, seed: int | None, cost_aware: bool = False) -> Learn
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             inner: BaseSampler = optuna.samplers.TPESampler(
                 seed=seed, n_startup_trials=4, multivariate=True, group=True)
+        design = 4  # its start-up trials, spread over the costs when not warm-started
     elif name == "nsga2":
         inner = optuna.samplers.NSGAIISampler(seed=seed, population_size=16)
     elif name == "random":
@@ -286,6 +318,8 @@ def make_sampler(name: str, seed: int | None, cost_aware: bool = False) -> Learn
     elif name == "gp":
         inner = optuna.samplers.GPSampler(seed=seed, n_startup_trials=8,
                                           warn_independent_sampling=False)
+        design = 8
     else:
         raise UserError(f"--sampler: unknown sampler {name!r}; choose from {', '.join(SAMPLERS)}")
-    return LearningSampler(inner, seed=seed, candidates=COST_AWARE_CANDIDATES if cost_aware else 1)
+    return LearningSampler(inner, seed=seed, candidates=COST_AWARE_CANDIDATES if cost_aware else 1,
+                           design=design)

@@ -2,10 +2,10 @@
 
 Schmucker et al. 2021 ("Multi-objective asynchronous successive halving"): ASHA's rule
 "continue a trial at rung r if it is in the top floor(n/eta) of the n trials seen at rung r" with
-the scalar ranking replaced by a multi-objective one. Here the ranking is NSGA-II's:
-non-dominated sorting of the objective vectors (all oriented for minimisation), the last
-front that does not fit cut by quality first, then crowding distance, then hypervolume
-contribution (``select_top``). The vector of a
+the scalar ranking replaced by a multi-objective one. Here: non-dominated sorting of the
+objective vectors (all oriented for minimisation), the last front that does not fit cut
+by quality first, then by hypervolume contribution (greedy removal of the least
+contributor, SMS-EMOA; NSGA-II's crowding distance on request; ``select_top``). The vector of a
 trial at a rung holds its quality objectives at that rung (recall, ...) and its cost
 objectives, which are known exactly before training. So a cheap weak configuration and an
 expensive strong one are both on the first front and both continue, where scalar ASHA on
@@ -24,8 +24,12 @@ import numpy as np
 
 from nas.search.pareto import hypervolume_contributions, non_dominated_ranks
 
-__all__ = ["MOASHA", "crowding_distance", "non_dominated_ranks", "promote", "select_top"]
+__all__ = ["MOASHA", "PROMOTIONS", "crowding_distance", "non_dominated_ranks", "promote",
+           "select_top"]
 # non_dominated_ranks lives in nas.search.pareto (the one implementation); re-exported.
+
+# How the last front at a rung is cut (``select_top``; the search's ``--promotion``).
+PROMOTIONS = ("hypervolume", "crowding")
 
 
 def crowding_distance(points: np.ndarray) -> np.ndarray:
@@ -46,20 +50,30 @@ def crowding_distance(points: np.ndarray) -> np.ndarray:
     return dist
 
 
-def select_top(points: np.ndarray, k: int, quality: Sequence[int] = (0,)) -> np.ndarray:
+def select_top(points: np.ndarray, k: int, quality: Sequence[int] = (0,),
+               cut: str = "hypervolume") -> np.ndarray:
     """Indices of the best ``k`` rows: whole fronts in order; the last one that does not
-    fit is cut in this order:
+    fit is cut.
 
-    1. the rows best in a quality column (``quality``: the columns of recall and the like;
-       costs are the others) come first, so the trial with the best recall at a rung is
-       never stopped because of a tie-break;
-    2. then larger crowding distance (NSGA-II: the extremes of every objective, infinite,
-       then the isolated);
-    3. ties (with three or more objectives most of a small front is an extreme of some
-       cost) by larger exclusive hypervolume contribution, in the rung's own box (each
-       column scaled to [0, 1] over the rung, reference point 1.1);
-    4. then arrival order, so decisions are reproducible.
+    The rows best in a quality column (``quality``: the columns of recall and the like;
+    costs are the others) always come first, so the trial with the best recall at a rung
+    is never stopped by the cut. The rest of the cut depends on ``cut`` (``PROMOTIONS``):
+
+    - ``"hypervolume"`` (the default): the row that adds least to the front's hypervolume
+      (its exclusive contribution, in the rung's own box: each column scaled to [0, 1]
+      over the rung, reference point 1.1) is dropped, the contributions are computed
+      again, and so on until ``k`` are left (SMS-EMOA's greedy removal, Beume et al.
+      2007). An extreme of a cost column that is weak in quality adds almost nothing, so it
+      goes before a strong trial that costs a little more. Ties by crowding, then arrival.
+    - ``"crowding"``: NSGA-II's rule, larger crowding distance first (the extremes of
+      every objective, infinite, then the isolated); ties (with three or more objectives
+      most of a small front is an extreme of some cost) by larger exclusive hypervolume
+      contribution, then arrival order. It keeps a weak extreme over a strong middle:
+      on the tabular benchmark it stopped the best cheap configuration at a rung in
+      favour of one three times worse (BENCHMARKS.md section 8).
     """
+    if cut not in PROMOTIONS:
+        raise ValueError(f"cut must be one of {PROMOTIONS}, got {cut!r}")
     pts = np.asarray(points, dtype=float)
     ranks = non_dominated_ranks(pts)
     chosen: list[int] = []
@@ -71,27 +85,42 @@ def select_top(points: np.ndarray, k: int, quality: Sequence[int] = (0,)) -> np.
         need = k - len(chosen)
         if need <= 0:
             break
-        sub = pts[front]
-        best_q = np.zeros(len(front), dtype=bool)
-        for j in quality:
-            if 0 <= j < sub.shape[1]:
-                best_q |= sub[:, j] == sub[:, j].min()
-        cd = crowding_distance(sub)
-        key = [(not best_q[i], -cd[i]) for i in range(len(front))]
-        contrib = np.zeros(len(front))
-        ordered = sorted(key)
-        if need < len(front) and ordered[need - 1] == ordered[need]:  # a tie at the cut
-            lo, hi = pts.min(axis=0), pts.max(axis=0)
-            norm = (sub - lo) / np.where(hi > lo, hi - lo, 1.0)
-            contrib = hypervolume_contributions(norm, [1.1] * sub.shape[1])
-        order = sorted(range(len(front)), key=lambda i: (*key[i], -contrib[i], front[i]))
-        chosen.extend(int(front[i]) for i in order[:need])
+        chosen.extend(int(front[i]) for i in _cut_front(pts, front, need, quality, cut))
         break
     return np.array(sorted(chosen), dtype=int)
 
 
+def _cut_front(pts: np.ndarray, front: np.ndarray, need: int, quality: Sequence[int],
+               cut: str) -> list[int]:
+    """Positions (in ``front``) of the ``need`` rows of one front that continue."""
+    sub = pts[front]
+    best_q = np.zeros(len(front), dtype=bool)
+    for j in quality:
+        if 0 <= j < sub.shape[1]:
+            best_q |= sub[:, j] == sub[:, j].min()
+    cd = crowding_distance(sub)
+    lo, hi = pts.min(axis=0), pts.max(axis=0)
+    norm = (sub - lo) / np.where(hi > lo, hi - lo, 1.0)
+    ref = [1.1] * sub.shape[1]
+    if cut == "crowding" or best_q.sum() >= need:
+        key = [(not best_q[i], -cd[i]) for i in range(len(front))]
+        contrib = np.zeros(len(front))
+        ordered = sorted(key)
+        if need < len(front) and ordered[need - 1] == ordered[need]:  # a tie at the cut
+            contrib = hypervolume_contributions(norm, ref)
+        order = sorted(range(len(front)), key=lambda i: (*key[i], -contrib[i], front[i]))
+        return order[:need]
+    keep = list(range(len(front)))
+    while len(keep) > need:
+        contrib = hypervolume_contributions(norm[keep], ref)
+        drop = min((j for j in range(len(keep)) if not best_q[keep[j]]),
+                   key=lambda j: (contrib[j], cd[keep[j]], -front[keep[j]]))
+        keep.pop(drop)
+    return keep
+
+
 def promote(points: np.ndarray | Sequence[Sequence[float]], index: int, eta: float,
-            quality: Sequence[int] = (0,)) -> bool:
+            quality: Sequence[int] = (0,), cut: str = "hypervolume") -> bool:
     """Whether trial ``index`` continues: it is in the top ``max(1, floor(n / eta))`` of
     the ``n`` trials seen at this rung (n includes it), ranked as in ``select_top``.
 
@@ -106,7 +135,7 @@ def promote(points: np.ndarray | Sequence[Sequence[float]], index: int, eta: flo
     pts = np.asarray(points, dtype=float)
     n = len(pts)
     k = max(1, math.floor(n / eta + 1e-9))
-    return index in set(select_top(pts, k, quality).tolist())
+    return index in set(select_top(pts, k, quality, cut).tolist())
 
 
 class MOASHA:
@@ -115,13 +144,17 @@ class MOASHA:
     ``report(key, rung, vector)`` records a trial's vector (minimisation-oriented) at a rung
     and returns True when the trial should continue to the next rung. Rungs are evaluated in
     order; the last rung (the full budget) has no decision: the trial finishes.
-    ``quality``: the indices of the quality objectives (recall, ...) in the vectors.
+    ``quality``: the indices of the quality objectives (recall, ...) in the vectors;
+    ``cut``: how the last front that does not fit is cut (``PROMOTIONS``, ``select_top``).
     """
 
     def __init__(self, n_rungs: int, eta: float, enabled: bool = True,
-                 quality: Sequence[int] = (0,)) -> None:
+                 quality: Sequence[int] = (0,), cut: str = "hypervolume") -> None:
         if eta <= 1:
             raise ValueError(f"eta must be > 1, got {eta}")
+        if cut not in PROMOTIONS:
+            raise ValueError(f"cut must be one of {PROMOTIONS}, got {cut!r}")
+        self.cut = cut
         self.n_rungs = n_rungs
         self.eta = eta
         self.enabled = enabled
@@ -145,4 +178,4 @@ class MOASHA:
         col_max = np.nanmax(np.where(np.isnan(pts), -np.inf, pts), axis=0)
         col_max = np.where(np.isfinite(col_max), col_max, 0.0)
         pts = np.where(np.isnan(pts), col_max + 1.0 + np.abs(col_max), pts)
-        return promote(pts, keys.index(key), self.eta, self.quality)
+        return promote(pts, keys.index(key), self.eta, self.quality, self.cut)

@@ -21,19 +21,27 @@ from nas.config import COST_GALLERY, config_key
 from nas.errors import UserError
 from nas.search import _optuna, records
 from nas.search.claims import check_claim, requeue
-from nas.search.cost_aware import choose, training_seconds
+from nas.search.cost_aware import choose, spread, training_seconds
 from nas.search.faults import faultpoint
 from nas.search.liveness import DriverRegistry
 from nas.search.objectives import Objective
 from nas.search.records import TrialStatus
 from nas.search.sampler import LearningSampler
 from nas.search.space import InvalidCombination, SearchSpace
+from nas.search.surrogate import QualityModel, encode
 
 __all__ = ["AskTellSearcher", "TrialOutcome", "TrialSpec", "SearchExhausted", "requeue",
            "config_key"]
 
 
 # ----------------------------------------------------------------------------- searcher
+
+# Uniform draws the start-up design chooses among (each new architecture costs one cost
+# estimate, cached per architecture).
+DESIGN_POOL = 16
+# Candidates of a cost-aware choice whose architecture has no cost estimate yet, at most
+# (FLOP counting takes 0.07-1.4 CPU s per architecture, BENCHMARKS.md section 8).
+NEW_COSTS_PER_CHOICE = 4
 
 @dataclass
 class TrialSpec:
@@ -132,8 +140,9 @@ class AskTellSearcher:
         self.recovered = 0  # orphaned trials this searcher recovered
         self._cost_cache: dict[str, dict[str, float]] = {}
         sampler = getattr(study, "sampler", None)
-        if isinstance(sampler, LearningSampler):
-            sampler.chooser = self.choose_proposal
+        self.sampler = sampler if isinstance(sampler, LearningSampler) else None
+        if self.sampler is not None:
+            self.sampler.chooser = self.choose_proposal
         self.measure_latency = any(o.name == "latency_ms" for o in self.objectives) or \
             "latency_ms" in self.limits
         self.refresh()
@@ -213,13 +222,19 @@ class AskTellSearcher:
     def choose_proposal(self, candidates: Sequence[Mapping[str, Any]],
                         trials: Sequence[FrozenTrial]) -> int:
         """Which of the sampler's proposals to train (``nas.search.cost_aware.choose``):
-        their exact costs, the best quality seen, and training seconds estimated from the
-        trained trials. Candidates that are not whole configurations or are over a cost
-        limit are left out; 0 (the sampler's own first proposal) when it is one of those,
-        when no other is left, or when nothing is trained yet."""
+        the hypervolume each can be expected to add to the full-budget front per
+        estimated training second. Costs are exact; each quality objective is predicted
+        by a ``nas.search.surrogate.QualityModel`` fitted on the trials so far (stopped
+        ones at the budget they reached), or, while that cannot be fitted (fewer than two
+        trials), taken at the best value seen (the optimistic bound). Training seconds
+        are estimated from the trained trials. Candidates that are not whole
+        configurations or are over a cost limit are left out; 0 (the sampler's own
+        first proposal) when it is one of those, when no other is left, or when nothing
+        is trained yet."""
         if self.measure_latency:
             return 0  # latency is measured, not known: a measurement per candidate is dear
         costs, index = [], []
+        new = 0
         for i, p in enumerate(candidates):
             def fixed(name: str, dist: Any, p: Mapping[str, Any] = p) -> Any:
                 return p[name]
@@ -227,6 +242,10 @@ class AskTellSearcher:
                 _, fusion, _ = self.space.suggest(fixed, self.overrides)
             except (KeyError, InvalidCombination):
                 continue  # not a whole configuration on its own (or an impossible one)
+            if i and fusion.fusion_id not in self._cost_cache:
+                if new >= NEW_COSTS_PER_CHOICE:
+                    continue  # bound the cost estimates one choice may take
+                new += 1
             c = self._costs(fusion)
             if any(c.get(k, math.inf) > v for k, v in self.limits.items()):
                 continue  # over a cost limit: never trained
@@ -236,15 +255,26 @@ class AskTellSearcher:
             return 0
         m = len(self.objectives)
         done = [t for t in trials if t.state == TrialState.COMPLETE and t.values is not None
-                and len(t.values) == m]
+                and len(t.values) == m and (t.user_attrs.get("budget") or 0) > 0]
         if not done:
             return 0
         losses = np.array([[o.as_loss(v) for o, v in zip(self.objectives, t.values)]
                            for t in done])
-        best = losses.min(axis=0)
-        cands = np.array([[o.as_loss(o.value(None, c)) if o.known_before_training
-                           else best[j] for j, o in enumerate(self.objectives)]
-                          for c in costs])
+        mean = np.array([[o.as_loss(o.value(None, c)) if o.known_before_training
+                          else losses[:, j].min() for j, o in enumerate(self.objectives)]
+                         for c in costs])
+        sd = np.zeros_like(mean)
+        dists = self.space.distributions()
+        x, groups = encode([t.params for t in done], dists)
+        share = np.array([min(1.0, t.user_attrs["budget"] / self.rungs[-1]) for t in done])
+        x_new, _ = encode([candidates[i] for i in index], dists)
+        for j, o in enumerate(self.objectives):
+            if o.known_before_training or len(done) < 2:
+                continue
+            model = QualityModel(x, groups, share, np.array([t.values[j] for t in done]))
+            mu, s = model.predict(x_new)
+            mean[:, j], sd[:, j] = (-mu if o.maximize else mu), s
+        front = losses[[bool(t.user_attrs.get("full_budget")) for t in done]]
         keys = sorted(k for k in costs[0] if all(k in c for c in costs))
         timed = [t.user_attrs for t in trials
                  if t.user_attrs.get("wall_s") and (t.user_attrs.get("budget") or 0) > 0
@@ -254,10 +284,53 @@ class AskTellSearcher:
             np.array([[ua["costs"][k] for k in keys] for ua in timed], dtype=float),
             np.array([ua["wall_s"] / ua["budget"] for ua in timed], dtype=float),
             np.array([[c[k] for k in keys] for c in costs], dtype=float))
-        return index[choose(losses, cands, list(per_epoch * self.rungs[-1]))]
+        if len(done) < 2:  # no model yet: the optimistic bound against every trial seen
+            return index[choose(losses, mean, list(per_epoch * self.rungs[-1]))]
+        return index[choose(front, mean, list(per_epoch * self.rungs[-1]), sd)]
+
+    def _enqueue_design(self) -> None:
+        """The start-up design (``LearningSampler.design``; ``nas.search.cost_aware.spread``):
+        while fewer trials than the design's are claimed and nothing waits in the queue
+        (a warm start, a re-queued trial), enqueue the one of ``DESIGN_POOL`` uniform draws
+        whose exact costs lie farthest from every trial so far. Draws that are impossible,
+        over a cost limit or already taken are left out; the cost objectives span the
+        distance (every cost when the objectives hold none)."""
+        if self.sampler is None or self.sampler.design <= 0 or self.measure_latency:
+            return
+        trials = self.study.get_trials(deepcopy=False)
+        if any(t.state == TrialState.WAITING for t in trials):
+            return
+        claimed = [t for t in trials if records.is_claimed(t)]
+        if len(claimed) >= self.sampler.design:
+            return
+        taken = {t.user_attrs.get("config_id") for t in trials}
+        keys = [o.key for o in self.objectives if o.known_before_training]
+        pool: list[tuple[dict[str, Any], dict[str, float]]] = []
+        for _ in range(DESIGN_POOL):
+            try:
+                params, fusion, train = self.space.suggest(
+                    lambda name, dist: self.sampler.uniform(dist),  # type: ignore[union-attr]
+                    self.overrides)
+            except InvalidCombination:
+                continue
+            costs = self._costs(fusion)
+            if config_key(fusion, train) in taken or \
+                    any(costs.get(k, math.inf) > v for k, v in self.limits.items()):
+                continue
+            pool.append((params, costs))
+        if not pool:
+            return  # the sampler's own draw
+        keys = keys or sorted(k for k in pool[0][1] if all(k in c for _, c in pool))
+        have = [t.user_attrs["costs"] for t in claimed
+                if isinstance(t.user_attrs.get("costs"), dict)
+                and all(k in t.user_attrs["costs"] for k in keys)]
+        pick = spread(np.array([[c[k] for k in keys] for c in have], dtype=float),
+                      np.array([[c[k] for k in keys] for _, c in pool], dtype=float))
+        self.study.enqueue_trial(pool[pick][0], user_attrs={"design": "cost spread"})
 
     def _ask_one(self) -> TrialSpec | None:
         faultpoint("before_ask")
+        self._enqueue_design()
         trial = self.study.ask()
         tid = _optuna.trial_id(self.study, trial)
         faultpoint("after_ask")

@@ -128,13 +128,14 @@ def is_ready(study: optuna.Study) -> bool:
 
 def initialise(study: optuna.Study, opts: SearchOptions, space: SearchSpace,
                 names: list[str], data_spec: str, overrides: Mapping[str, Any]) -> None:
-    """Enqueue the warm start, set metric names and study attrs, then mark it ready.
+    """Enqueue the warm start (unless ``--no-warm-start``), set metric names and study
+    attrs, then mark it ready.
 
     Idempotent, so a driver that finds a study whose creator crashed half-way finishes
     the job: warm-start configs already enqueued (by label) are not enqueued again.
     """
     have = {t.user_attrs.get("warm_start") for t in study.get_trials(deepcopy=False)}
-    for label, params in warm_start_configs(space, overrides):
+    for label, params in (warm_start_configs(space, overrides) if opts.warm_start else []):
         if label not in have:
             study.enqueue_trial(params, user_attrs={"warm_start": label})
     with warnings.catch_warnings():  # experimental since optuna 3.2, stable in practice
@@ -145,6 +146,7 @@ def initialise(study: optuna.Study, opts: SearchOptions, space: SearchSpace,
              "data": data_spec, "rungs": space.proxy.rungs(),
              "full_budget": space.proxy.max_budget, "eta": space.proxy.eta,
              "train_config": base_train.to_dict(), "seed": opts.seed, "sampler": opts.sampler,
+             "warm_start": opts.warm_start,
              "limits": parse_limits(opts.limits)}
     for k, v in attrs.items():
         study.set_user_attr(k, v)

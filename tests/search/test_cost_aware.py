@@ -103,3 +103,62 @@ def test_cost_aware_is_opt_in_and_the_searcher_wires_the_chooser(tmp_path) -> No
                                cost_fn=lambda *a, **k: {}, shapes=None, overrides={},
                                limits={}, n_trials=1)
     assert on.chooser == searcher.choose_proposal
+
+
+def test_expected_gain_under_a_belief() -> None:
+    # a candidate believed to reach recall 90 +- 0 at cost 0.1 gains less than one believed
+    # at 90 +- 20: with the spread it may beat the 100 point, and losses cannot go below 0
+    cands = np.array([[-90.0, 0.1], [-90.0, 0.1], [-40.0, 0.1]])
+    sd = np.array([[0.0, 0.0], [20.0, 0.0], [0.0, 0.0]])
+    g = potential_gain(FRONT, cands, sd)
+    assert g[1] > g[0] > g[2] > 0
+    # sd zero everywhere is the plain (point) gain
+    assert np.allclose(potential_gain(FRONT, cands, np.zeros_like(cands)),
+                       potential_gain(FRONT, cands))
+    # with a belief the choice works without any full-budget point yet
+    assert choose(np.empty((0, 2)), cands[::-1], [1.0, 1.0, 1.0], sd[::-1]) != 0
+
+
+def test_spread_picks_the_draw_farthest_in_log_cost() -> None:
+    from nas.search.cost_aware import spread
+
+    have = np.array([[0.3, 1e-4]])  # one text-conditioned trial so far
+    draws = np.array([[0.29, 1e-4], [0.07, 1e-4], [3e-4, 3e-4], [0.2, 1e-4]])
+    assert spread(have, draws) == 2  # the text-agnostic one: 1000x cheaper to query
+    assert spread(np.empty((0, 2)), draws) == 0  # nothing yet: the first (uniform) draw
+    assert spread(np.vstack([have, draws[2]]), draws[[0, 1, 3]]) == 1
+
+
+def test_quality_model_learns_relevant_parameters_and_the_budget() -> None:
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
+
+    from nas.search.surrogate import QualityModel, encode
+
+    dists = {"lr": FloatDistribution(1e-3, 1e-1, log=True),
+             "width": CategoricalDistribution([16, 32]),
+             "noise_dim": CategoricalDistribution(["a", "b", "c"])}
+    rng = np.random.default_rng(0)
+
+    def truth(p: dict, share: float) -> float:  # the noise_dim does not matter
+        return 50 + 30 * (p["width"] == 32) - 20 * abs(np.log10(p["lr"]) + 2) - 25 * (1 - share)
+
+    ps = [{"lr": float(10 ** rng.uniform(-3, -1)), "width": int(rng.choice([16, 32])),
+           "noise_dim": str(rng.choice(["a", "b", "c"]))} for _ in range(24)]
+    share = rng.choice([0.375, 0.75, 1.0], size=24)
+    x, groups = encode(ps, dists)
+    y = np.array([truth(p, s) for p, s in zip(ps, share)]) + rng.normal(0, 1, 24)
+    model = QualityModel(x, groups, share, y)
+    test = [{"lr": 0.01, "width": 32, "noise_dim": "a"}, {"lr": 0.01, "width": 16,
+                                                          "noise_dim": "a"},
+            {"lr": 0.001, "width": 32, "noise_dim": "c"}, {"lr": 0.01, "width": 32}]
+    xt, _ = encode(test, dists)
+    mu, sd = model.predict(xt)
+    assert abs(mu[0] - 80) < 8 and abs(mu[1] - 50) < 8 and mu[0] > mu[2] + 10
+    assert (sd > 0).all()
+    # a parameter that does not matter gets the longest length scale of the grid
+    names = sorted(dists)
+    assert model.theta["ell"][names.index("noise_dim")] >= \
+        max(model.theta["ell"][names.index("width")], model.theta["ell"][names.index("lr")])
+    # the full-budget prediction of a configuration seen only at an early rung is higher
+    early, _ = model.predict(xt[:1], budget=0.375)
+    assert mu[0] > early[0] + 10

@@ -104,3 +104,21 @@ def test_hypervolume_is_never_zero_for_a_real_front_and_history_is_monotone() ->
     study.set_user_attr("limits", {"index_gflops": 0.01})
     assert objective_box(study.trials, study.directions, study.metric_names,
                          study.user_attrs["limits"]).worst[2] == 0.01
+
+
+def test_hypervolume_matches_optunas_wfg_on_random_sets() -> None:
+    # Optuna's own WFG implementation as the reference, 2-4 objectives, dominated points
+    # and points outside the reference included
+    import numpy as np
+    from optuna._hypervolume import compute_hypervolume
+
+    from nas.search.pareto import hypervolume
+
+    rng = np.random.default_rng(0)
+    for m in (2, 3, 4):
+        for n in (1, 3, 10, 30):
+            pts = rng.random((n, m)) * 1.2
+            ref = np.full(m, 1.1)
+            inside = pts[np.all(pts < ref, axis=1)]
+            want = compute_hypervolume(inside, ref) if len(inside) else 0.0
+            assert abs(hypervolume(pts, ref) - want) < 1e-12

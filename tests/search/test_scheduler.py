@@ -48,10 +48,33 @@ def test_cheap_weak_and_expensive_strong_both_promoted() -> None:
     assert 1 not in recall_only  # a single objective would have stopped the cheap one
 
 
-def test_last_front_tie_broken_by_crowding() -> None:
-    # all five on one front; k = 3 keeps both extremes and the most isolated middle point
+def test_last_front_cut_by_crowding_or_by_hypervolume_contribution() -> None:
+    # all five on one front (column 0 quality); k = 3
     pts = np.array([[0, 10], [1, 9], [2, 8.9], [6, 3], [10, 0]], float)
-    assert set(select_top(pts, 3).tolist()) == {0, 3, 4}
+    # crowding keeps both extremes and the most isolated middle point
+    assert set(select_top(pts, 3, cut="crowding").tolist()) == {0, 3, 4}
+    # greedy removal drops (2, 8.9) (adds 0.004 of the scaled box), then the worst-quality
+    # extreme (10, 0), which adds 0.03 against 0.05 for (1, 9) and 0.24 for (6, 3)
+    assert set(select_top(pts, 3).tolist()) == {0, 1, 3}
+    with pytest.raises(ValueError, match="cut"):
+        select_top(pts, 3, cut="nsga")
+
+
+def test_a_weak_cost_extreme_does_not_stop_a_strong_cheap_trial() -> None:
+    # Second rung of a tabular replay (synthetic table, seed 0), as (recall, query GFLOPs):
+    # two expensive text-conditioned trials, a cheaper one, and two text-agnostic ones
+    # (query cost ~1/1000): 26.9 at 0.0002 and 102.0 at 0.0004. k = floor(5/2) = 2. The
+    # best recall (103.5) always continues; crowding then keeps the cheapest (26.9, an
+    # extreme), stopping the 102.0 trial that went on to 110.7, the best cheap recall.
+    rung = [(95.0, 0.2898), (103.5, 0.2929), (78.3, 0.0747), (26.9, 0.0002), (102.0, 0.0004)]
+    pts = [[-r, q] for r, q in rung]
+    assert [promote(pts, i, eta=2, cut="crowding") for i in range(5)] == \
+        [False, True, False, True, False]
+    assert [promote(pts, i, eta=2) for i in range(5)] == [False, True, False, False, True]
+    a = MOASHA(n_rungs=3, eta=2)
+    assert [a.report(i, 1, p) for i, p in enumerate(pts)][-1]
+    with pytest.raises(ValueError, match="cut"):
+        MOASHA(n_rungs=3, eta=2, cut="nsga")
 
 
 def test_moasha_records_rungs_asynchronously() -> None:

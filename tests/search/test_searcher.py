@@ -208,3 +208,27 @@ def test_changed_objectives_are_refused(tmp_path: Path) -> None:
 def test_fake_data_matches_contract() -> None:
     d = fake_load_data("synthetic")
     assert d.shapes.video_dim > 0 and d.val.n_clips > 0
+
+
+def test_without_warm_start_the_first_trials_spread_over_the_costs(tmp_path: Path) -> None:
+    # --no-warm-start: no queue; the sampler's start-up trials are chosen by their exact
+    # costs (farthest in log-cost space from the trials so far), then TPE takes over
+    run_search(_opts(tmp_path, trials=8, warm_start=False))
+    study = _load(tmp_path)
+    trials = sorted(study.trials, key=lambda t: t.number)
+    assert not any("warm_start" in t.user_attrs for t in trials)
+    assert study.user_attrs["warm_start"] is False
+    design = [t for t in trials if t.user_attrs.get("design") == "cost spread"]
+    assert len(design) == 4 and design == trials[:4]  # TPE's 4 start-up trials
+    cost = [[t.user_attrs["costs"]["query_gflops"], t.user_attrs["costs"]["index_gflops"]]
+            for t in design]
+    # the second trial is 100x+ cheaper or dearer to query than the first: the two ends
+    # (a text-agnostic and a text-conditioned configuration; a uniform draw would land on
+    # the same side as the first most of the time)
+    ratio = cost[1][0] / cost[0][0]
+    assert ratio > 100 or ratio < 0.01, cost
+    # with the warm start (the default), the queue comes first and no design is made
+    run_search(_opts(tmp_path, trials=8, study="warm"))
+    warm = _load(tmp_path, "warm")
+    assert sorted(warm.trials, key=lambda t: t.number)[0].user_attrs["warm_start"]
+    assert not any("design" in t.user_attrs for t in warm.trials)
