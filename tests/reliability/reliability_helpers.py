@@ -66,7 +66,13 @@ def _kill_group(pgid: int) -> None:
 
 
 def load(url: str, name: str) -> optuna.Study:
-    return optuna.load_study(study_name=name, storage=url)
+    """The study, read through the tool's own storage opener: a poll that runs while the
+    driver creates a new database must survive the same creation race the driver does
+    (both stamp Optuna's schema version; one insert fails with IntegrityError, seen once
+    in CI under load)."""
+    from nas.search.study import open_storage
+
+    return optuna.load_study(study_name=name, storage=open_storage(url))
 
 
 def snapshot(url: str, name: str) -> dict[int, tuple]:
