@@ -23,10 +23,10 @@ space (configurations with the same costs are the same size and train as fast).
 
 ``spread`` is the start-up design of a study without a warm start: before the sampler
 has a model, each new trial is the one of a few uniform draws whose exact costs lie
-farthest from every trial so far (maximin in log-cost space), so the first trials span
-the cost axes of the front instead of landing where most of the space is (on the tabular
-benchmark three quarters of the configurations are text-conditioned, and four uniform
-draws missed the cheap, text-agnostic end in a third of the runs). It uses no quality
+farthest from every trial so far (maximin in log-cost space: orders of magnitude), so the
+first trials span the cost axes of the front instead of landing where most of the space
+is (on the tabular benchmark three quarters of the configurations are text-conditioned,
+and four uniform draws miss the cheap, text-agnostic end a third of the time). It uses no quality
 information: no prior, only what is known exactly before training.
 
 Pure functions of arrays: no Optuna, no Ray, no torch.
@@ -113,16 +113,15 @@ def training_seconds(costs: np.ndarray, per_epoch: np.ndarray, query: np.ndarray
 
 def spread(existing: np.ndarray, candidates: np.ndarray) -> int:
     """Index of the candidate cost row farthest (the smallest distance to any existing
-    row, maximised) from the ``existing`` rows, in log space with each column scaled to
-    its range over both sets; 0 (the first, a uniform draw) when nothing exists yet.
-    Costs must be positive (a zero counts as 1e-12)."""
+    row, maximised) from the ``existing`` rows, in log space: a factor counts the same on
+    every cost axis, so a cost that varies by orders of magnitude (query GFLOPs of
+    text-conditioned against text-agnostic fusion) spreads the design more than one that
+    varies by a few times. 0 (the first, a uniform draw) when nothing exists yet. Costs
+    must be positive (a zero counts as 1e-12)."""
     cands = np.log(np.maximum(np.asarray(candidates, dtype=float), 1e-12))
     if not len(existing) or len(cands) <= 1:
         return 0
     have = np.log(np.maximum(np.asarray(existing, dtype=float), 1e-12)
                   ).reshape(-1, cands.shape[1])
-    both = np.vstack([have, cands])
-    span = np.ptp(both, axis=0)
-    span = np.where(span > 0, span, 1.0)
-    d = (((cands[:, None, :] - have[None, :, :]) / span) ** 2).sum(axis=2).min(axis=1)
+    d = ((cands[:, None, :] - have[None, :, :]) ** 2).sum(axis=2).min(axis=1)
     return int(np.argmax(d))

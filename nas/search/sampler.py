@@ -226,9 +226,10 @@ class LearningSampler(BaseSampler):
             if size <= 4096:
                 free = [c for c in itertools.product(*(d.choices for d in dists))
                         if not _is_taken({**params, **dict(zip(keys, c))}, taken)]
-                pick = self._rng.choice(len(free), min(n, len(free)), replace=False) \
-                    if free else []
-                return [{**params, **dict(zip(keys, free[i]))} for i in pick]
+                if not free:
+                    return []
+                pick = self._rng.choice(len(free), min(n, len(free)), replace=False)
+                return [{**params, **dict(zip(keys, free[int(i)]))} for i in pick]
         out: list[dict[str, Any]] = []
         for _ in range(4 * self.redraws * n):
             if len(out) >= n:

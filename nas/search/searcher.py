@@ -139,6 +139,8 @@ class AskTellSearcher:
         self.others = 0  # trials claimed and running under other drivers
         self.recovered = 0  # orphaned trials this searcher recovered
         self._cost_cache: dict[str, dict[str, float]] = {}
+        # the start-up design's uniform draws: (params, costs, config_id), drawn once
+        self._design_pool: list[tuple[dict[str, Any], dict[str, float], str]] | None = None
         sampler = getattr(study, "sampler", None)
         self.sampler = sampler if isinstance(sampler, LearningSampler) else None
         if self.sampler is not None:
@@ -291,10 +293,13 @@ class AskTellSearcher:
     def _enqueue_design(self) -> None:
         """The start-up design (``LearningSampler.design``; ``nas.search.cost_aware.spread``):
         while fewer trials than the design's are claimed and nothing waits in the queue
-        (a warm start, a re-queued trial), enqueue the one of ``DESIGN_POOL`` uniform draws
-        whose exact costs lie farthest from every trial so far. Draws that are impossible,
-        over a cost limit or already taken are left out; the cost objectives span the
-        distance (every cost when the objectives hold none)."""
+        (a warm start, a re-queued trial), enqueue the one of the design's uniform draws
+        whose exact costs lie farthest from every trial so far. The ``DESIGN_POOL`` draws
+        are made (and their costs estimated) once per searcher, and each design trial
+        takes one of them: in a large space every draw is a new architecture, and a cost
+        estimate costs 0.1-0.3 CPU s. Draws that are impossible, over a cost limit or
+        already taken are left out; the cost objectives span the distance (every cost
+        when the objectives hold none)."""
         if self.sampler is None or self.sampler.design <= 0 or self.measure_latency:
             return
         trials = self.study.get_trials(deepcopy=False)
@@ -303,30 +308,31 @@ class AskTellSearcher:
         claimed = [t for t in trials if records.is_claimed(t)]
         if len(claimed) >= self.sampler.design:
             return
+        if self._design_pool is None:
+            self._design_pool = []
+            for _ in range(DESIGN_POOL):
+                try:
+                    params, fusion, train = self.space.suggest(
+                        lambda name, dist: self.sampler.uniform(dist),  # type: ignore[union-attr]
+                        self.overrides)
+                except InvalidCombination:
+                    continue
+                costs = self._costs(fusion)
+                if not any(costs.get(k, math.inf) > v for k, v in self.limits.items()):
+                    self._design_pool.append((params, costs, config_key(fusion, train)))
         taken = {t.user_attrs.get("config_id") for t in trials}
-        keys = [o.key for o in self.objectives if o.known_before_training]
-        pool: list[tuple[dict[str, Any], dict[str, float]]] = []
-        for _ in range(DESIGN_POOL):
-            try:
-                params, fusion, train = self.space.suggest(
-                    lambda name, dist: self.sampler.uniform(dist),  # type: ignore[union-attr]
-                    self.overrides)
-            except InvalidCombination:
-                continue
-            costs = self._costs(fusion)
-            if config_key(fusion, train) in taken or \
-                    any(costs.get(k, math.inf) > v for k, v in self.limits.items()):
-                continue
-            pool.append((params, costs))
+        pool = [d for d in self._design_pool if d[2] not in taken]
         if not pool:
             return  # the sampler's own draw
-        keys = keys or sorted(k for k in pool[0][1] if all(k in c for _, c in pool))
+        keys = [o.key for o in self.objectives if o.known_before_training] or \
+            sorted(k for k in pool[0][1] if all(k in c for _, c, _ in pool))
         have = [t.user_attrs["costs"] for t in claimed
                 if isinstance(t.user_attrs.get("costs"), dict)
                 and all(k in t.user_attrs["costs"] for k in keys)]
-        pick = spread(np.array([[c[k] for k in keys] for c in have], dtype=float),
-                      np.array([[c[k] for k in keys] for _, c in pool], dtype=float))
-        self.study.enqueue_trial(pool[pick][0], user_attrs={"design": "cost spread"})
+        pick = pool[spread(np.array([[c[k] for k in keys] for c in have], dtype=float),
+                           np.array([[c[k] for k in keys] for _, c, _ in pool], dtype=float))]
+        self._design_pool.remove(pick)
+        self.study.enqueue_trial(pick[0], user_attrs={"design": "cost spread"})
 
     def _ask_one(self) -> TrialSpec | None:
         faultpoint("before_ask")
