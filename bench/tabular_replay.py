@@ -556,7 +556,8 @@ def report(runs: Mapping[str, Sequence[Any]], methods: Sequence[str], ref: Seque
 
 def merge_results(paths: Sequence[str], out: str) -> int:
     """Report the seeds of several replay JSONs of one table, budget and clock together
-    (e.g. two processes that ran different ``--first-seed`` ranges)."""
+    (e.g. two processes that ran different ``--first-seed`` ranges): the methods that
+    every file replayed."""
     import json
 
     docs = []
@@ -570,9 +571,12 @@ def merge_results(paths: Sequence[str], out: str) -> int:
         for k in keys:
             if d.get(k) != docs[0].get(k):
                 raise UserError(f"--merge: {p} differs from {paths[0]} in {k}")
-        if set(d["methods"]) != set(docs[0]["methods"]):
-            raise UserError(f"--merge: {p} replayed other methods than {paths[0]}")
-    methods = list(docs[0]["methods"])
+    methods = [m for m in docs[0]["methods"] if all(m in d["methods"] for d in docs)]
+    if not methods:
+        raise UserError(f"--merge: no method was replayed in all of {', '.join(paths)}")
+    left = sorted({m for d in docs for m in d["methods"]} - set(methods))
+    if left:
+        print(f"--merge: left out (not replayed in every file): {', '.join(left)}")
     runs = {m: [SimpleNamespace(trials=t) for d in docs for t in d["methods"][m]["trials"]]
             for m in methods}
     report(runs, methods, docs[0]["hv_reference"], docs[0]["hv_reference_3d"], out, {

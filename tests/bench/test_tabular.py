@@ -266,3 +266,14 @@ def test_replay_cli_writes_figures(table_path: str, tmp_path: Path) -> None:
     assert m["seed_list"] == [0, 1, 2] and len(m["methods"]["ray"]["reach"]) == 3
     assert m["methods"]["ray"]["trials"][2] == json.loads(out2.read_text())[
         "methods"]["ray"]["trials"][0]
+    # a run of fewer methods: the merge reports the methods every file replayed
+    out3 = tmp_path / "res3.json"
+    r = _cli("replay", "--table", table_path, "--space", TINY, "--methods", "random",
+             "--seeds", "1", "--first-seed", "3", "--budget-trials", "100", "--out",
+             str(out3), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    r = _cli("replay", "--merge", f"{out},{out3}", "--out", str(merged), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "left out (not replayed in every file): ray" in r.stdout
+    m = json.loads(merged.read_text())
+    assert list(m["methods"]) == ["random"] and m["seed_list"] == [0, 1, 3]
