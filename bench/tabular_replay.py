@@ -14,7 +14,7 @@ Methods (``METHODS``):
   (``executor="local"``) with the evaluator's import paths pointing at the table
   (``tabular_replay:table_train`` / ``table_data`` / ``table_costs``): the tool's own
   AskTellSearcher and MOASHA decide everything;
-- ``tool_nows``: the same on a study created beforehand (no warm start);
+- ``tool_nows``: the same with ``--no-warm-start``;
 - ``random``, ``tpe``: the same driver with ``sampler=random|tpe`` and no early stopping
   (no warm start);
 - ``moasha_random``: random proposals with the tool's MO-ASHA (no warm start): the
