@@ -297,9 +297,9 @@ class AskTellSearcher:
         whose exact costs lie farthest from every trial so far. The ``DESIGN_POOL`` draws
         are made (and their costs estimated) once per searcher, and each design trial
         takes one of them: in a large space every draw is a new architecture, and a cost
-        estimate costs 0.1-0.3 CPU s. Draws that are impossible, over a cost limit or
-        already taken are left out; the cost objectives span the distance (every cost
-        when the objectives hold none)."""
+        estimate costs 0.1-1.2 CPU s (BENCHMARKS.md section 8). Draws that are
+        impossible, over a cost limit or already taken are left out; the cost objectives
+        span the distance (every cost when the objectives hold none)."""
         if self.sampler is None or self.sampler.design <= 0 or self.measure_latency:
             return
         trials = self.study.get_trials(deepcopy=False)
