@@ -96,11 +96,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    help="connect to an existing Ray cluster (default: start a local one)")
     p.add_argument("--sampler", default="tpe", choices=SAMPLERS)
     p.add_argument("--cost-aware", action="store_true",
-                   help="weigh the sampler's proposal against its untried one-parameter "
-                        "neighbours by the hypervolume their exact costs could add per "
-                        "estimated training second (off by default: measured in "
-                        "BENCHMARKS.md section 8; each new architecture it looks at costs "
-                        "one cost estimate, 0.3-1.4 CPU s each at load 5 on 2 cores)")
+                   help="choose each proposal among the sampler's own, its untried "
+                        "one-parameter neighbours and untried uniform draws by the "
+                        "hypervolume it can be expected to add per estimated training "
+                        "second (exact costs; quality predicted by a Gaussian process of "
+                        "the trials so far). Off by default: up to 4 new cost estimates per "
+                        "trial, 0.1-1.4 CPU s each; it pays where trials are long "
+                        "(BENCHMARKS.md section 8)")
     p.add_argument("--rung-signal", default="mean_rank", choices=RUNG_SIGNALS,
                    help="what early stopping ranks trials by at the rungs before the full "
                         "budget: the mean rank of the matching clip (default; it ranks the "
