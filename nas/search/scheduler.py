@@ -30,6 +30,11 @@ __all__ = ["MOASHA", "PROMOTIONS", "crowding_distance", "non_dominated_ranks", "
 
 # How the last front at a rung is cut (``select_top``; the search's ``--promotion``).
 PROMOTIONS = ("hypervolume", "crowding")
+# The greedy hypervolume cut recomputes every exclusive contribution after each removal:
+# exact, but its cost grows with about the fourth power of the front (3 objectives: 0.02 s
+# at 16 points, 1.9 s at 50, 26 s at 100). Larger fronts (long searches) are cut by
+# crowding distance, as NSGA-II does.
+HV_CUT_MAX = 24
 
 
 def crowding_distance(points: np.ndarray) -> np.ndarray:
@@ -59,7 +64,8 @@ def select_top(points: np.ndarray, k: int, quality: Sequence[int] = (0,),
     costs are the others) always come first, so the trial with the best recall at a rung
     is never stopped by the cut. The rest of the cut depends on ``cut`` (``PROMOTIONS``):
 
-    - ``"hypervolume"`` (the default): the row that adds least to the front's hypervolume
+    - ``"hypervolume"`` (the default; fronts of at most ``HV_CUT_MAX`` rows, larger ones
+      as ``"crowding"``): the row that adds least to the front's hypervolume
       (its exclusive contribution, in the rung's own box: each column scaled to [0, 1]
       over the rung, reference point 1.1) is dropped, the contributions are computed
       again, and so on until ``k`` are left (SMS-EMOA's greedy removal, Beume et al.
@@ -102,7 +108,7 @@ def _cut_front(pts: np.ndarray, front: np.ndarray, need: int, quality: Sequence[
     lo, hi = pts.min(axis=0), pts.max(axis=0)
     norm = (sub - lo) / np.where(hi > lo, hi - lo, 1.0)
     ref = [1.1] * sub.shape[1]
-    if cut == "crowding" or best_q.sum() >= need:
+    if cut == "crowding" or best_q.sum() >= need or len(front) > HV_CUT_MAX:
         key = [(not best_q[i], -cd[i]) for i in range(len(front))]
         contrib = np.zeros(len(front))
         ordered = sorted(key)

@@ -141,6 +141,7 @@ class AskTellSearcher:
         self._cost_cache: dict[str, dict[str, float]] = {}
         # the start-up design's uniform draws: (params, costs, config_id), drawn once
         self._design_pool: list[tuple[dict[str, Any], dict[str, float], str]] | None = None
+        self._design_done = False
         sampler = getattr(study, "sampler", None)
         self.sampler = sampler if isinstance(sampler, LearningSampler) else None
         if self.sampler is not None:
@@ -300,13 +301,15 @@ class AskTellSearcher:
         estimate costs 0.1-1.2 CPU s (BENCHMARKS.md section 8). Draws that are
         impossible, over a cost limit or already taken are left out; the cost objectives
         span the distance (every cost when the objectives hold none)."""
-        if self.sampler is None or self.sampler.design <= 0 or self.measure_latency:
+        if self.sampler is None or self.sampler.design <= 0 or self.measure_latency or \
+                self._design_done:
             return
         trials = self.study.get_trials(deepcopy=False)
         if any(t.state == TrialState.WAITING for t in trials):
             return
         claimed = [t for t in trials if records.is_claimed(t)]
         if len(claimed) >= self.sampler.design:
+            self._design_done = True  # claims only grow: no more reads of every trial
             return
         if self._design_pool is None:
             self._design_pool = []

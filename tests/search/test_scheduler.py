@@ -164,3 +164,22 @@ def test_best_quality_is_never_stopped_by_a_tie_break(n_obj) -> None:
             top = set(select_top(pts, k, quality=(0,)).tolist())
             assert np.flatnonzero(pts[:, 0] == pts[:, 0].min())[0] in top or \
                 any(i in top for i in np.flatnonzero(pts[:, 0] == pts[:, 0].min()))
+
+
+def test_a_large_front_is_cut_quickly() -> None:
+    # the exact greedy cut is O(front^4): a long search's rung of 200 mutually
+    # non-dominated trials would take minutes; beyond HV_CUT_MAX it is cut by crowding
+    import time
+
+    from nas.search.scheduler import HV_CUT_MAX
+
+    rng = np.random.default_rng(0)
+    f = rng.random((200, 3))
+    pts = f / f.sum(axis=1, keepdims=True)  # all on one front
+    assert (non_dominated_ranks(pts) == 0).all()
+    t0 = time.process_time()
+    top = select_top(pts, 100)
+    assert len(top) == 100 and time.process_time() - t0 < 2.0
+    assert set(top.tolist()) == set(select_top(pts, 100, cut="crowding").tolist())
+    small = pts[:HV_CUT_MAX]
+    assert len(select_top(small, HV_CUT_MAX // 2)) == HV_CUT_MAX // 2
