@@ -244,9 +244,13 @@ def test_bad_input_exits_2_and_writes_nothing(table_path: str, tmp_path: Path) -
 
 
 def test_replay_cli_writes_figures(table_path: str, tmp_path: Path) -> None:
+    def replay(methods: str, first: int, seeds: int, out: Path):
+        return _cli("replay", "--table", table_path, "--space", TINY, "--methods", methods,
+                    "--seeds", str(seeds), "--first-seed", str(first), "--budget-trials",
+                    "100", "--out", str(out), cwd=tmp_path)
+
     out = tmp_path / "res.json"
-    r = _cli("replay", "--table", table_path, "--space", TINY, "--methods", "random,ray",
-             "--seeds", "2", "--budget-trials", "100", "--out", str(out), cwd=tmp_path)
+    r = replay("random,ray", 0, 2, out)
     assert r.returncode == 0, r.stderr
     res = json.loads(out.read_text())
     assert set(res["methods"]) == {"random", "ray"}
@@ -256,9 +260,7 @@ def test_replay_cli_writes_figures(table_path: str, tmp_path: Path) -> None:
     assert "| ray |" in r.stdout and "3-D hypervolume" in r.stdout
     # another process's seed range, then both reported together
     out2, merged = tmp_path / "res2.json", tmp_path / "merged.json"
-    r = _cli("replay", "--table", table_path, "--space", TINY, "--methods", "random,ray",
-             "--seeds", "1", "--first-seed", "2", "--budget-trials", "100", "--out",
-             str(out2), cwd=tmp_path)
+    r = replay("random,ray", 2, 1, out2)
     assert r.returncode == 0, r.stderr
     r = _cli("replay", "--merge", f"{out},{out2}", "--out", str(merged), cwd=tmp_path)
     assert r.returncode == 0, r.stderr
@@ -268,9 +270,7 @@ def test_replay_cli_writes_figures(table_path: str, tmp_path: Path) -> None:
         "methods"]["ray"]["trials"][0]
     # a run of fewer methods: the merge reports the methods every file replayed
     out3 = tmp_path / "res3.json"
-    r = _cli("replay", "--table", table_path, "--space", TINY, "--methods", "random",
-             "--seeds", "1", "--first-seed", "3", "--budget-trials", "100", "--out",
-             str(out3), cwd=tmp_path)
+    r = replay("random", 3, 1, out3)
     assert r.returncode == 0, r.stderr
     r = _cli("replay", "--merge", f"{out},{out3}", "--out", str(merged), cwd=tmp_path)
     assert r.returncode == 0, r.stderr
