@@ -92,7 +92,12 @@ METHODS = {
     "tool_cost_crowd": "the tool with --cost-aware and --promotion crowding",
     "tool_cost_nows_crowd": "the tool with --cost-aware and --promotion crowding, without "
                             "its warm start",
+    "tool_cost_wide": "tool_cost with 64 candidates per choice, every one costed (the "
+                      "candidate set of a cheap cost estimate)",
+    "tool_cost_nows_wide": "tool_cost_wide without its warm start",
 }
+
+WIDE_CANDIDATES = 64  # the *_wide methods' candidates per cost-aware choice
 
 
 class MethodError(UserError):
@@ -240,7 +245,7 @@ def table_costs(fusion: Any, shapes: Any = None, gallery: int = 1000,
 def _run_driver(method: str, rep: Replay, space_path: str, data_spec: str, seed: int,
                 workdir: str, trials: int) -> None:
     """tool / tool_nows / random / tpe / moasha_random through ``run_search``."""
-    from nas.search import driver
+    from nas.search import driver, searcher
     from nas.search.driver import SearchOptions, run_search
     from nas.search.evaluator import EvaluatorSpec
     from nas.search.searcher import SearchExhausted
@@ -249,7 +254,7 @@ def _run_driver(method: str, rep: Replay, space_path: str, data_spec: str, seed:
     name = f"{method}_{seed}"
     # tool_cost = tool + --cost-aware, tool_recall = tool + --rung-signal objective, ...
     base = method.replace("_cost", "").replace("_recall", "").replace("_crowd", "") \
-        .replace("_v1", "")
+        .replace("_v1", "").replace("_wide", "")
     sampler = {"tool": "tpe", "tool_nows": "tpe", "random": "random", "tpe": "tpe",
                "moasha_random": "random"}[base]
     prune = base in ("tool", "tool_nows", "moasha_random")
@@ -261,19 +266,27 @@ def _run_driver(method: str, rep: Replay, space_path: str, data_spec: str, seed:
                          promotion="crowding" if method.endswith(("_crowd", "_v1"))
                          else "hypervolume", warm_start=base == "tool",
                          seed=seed, prune=prune, evaluator=ev, executor="local", quiet=True)
-    make_sampler = driver.make_sampler
+    make_sampler, new_costs = driver.make_sampler, searcher.NEW_COSTS_PER_CHOICE
     if method.endswith("_v1"):  # the search of 2026-12-01: no start-up design either
         def no_design(*a: Any, **k: Any) -> Any:
             s = make_sampler(*a, **k)
             s.design = 0
             return s
         driver.make_sampler = no_design  # type: ignore[assignment]
+    if method.endswith("_wide"):  # more candidates, each with its (table) cost
+        def wide(*a: Any, **k: Any) -> Any:
+            s = make_sampler(*a, **k)
+            s.candidates = WIDE_CANDIDATES
+            return s
+        driver.make_sampler = wide  # type: ignore[assignment]
+        searcher.NEW_COSTS_PER_CHOICE = WIDE_CANDIDATES
     try:
         run_search(opts, out=io.StringIO())
     except SearchExhausted:
         pass  # the sampler keeps proposing trained configurations: the run ends here
     finally:
         driver.make_sampler = make_sampler  # type: ignore[assignment]
+        searcher.NEW_COSTS_PER_CHOICE = new_costs
 
 
 def _run_ray(rep: Replay, space: Any, shapes: Any, seed: int) -> None:
