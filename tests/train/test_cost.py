@@ -86,3 +86,69 @@ def test_latency_is_measured_when_asked(tiny_kwargs) -> None:
     c = estimate_costs(FusionConfig(**tiny_kwargs, rerank_k=20), SHAPES, gallery=100,
                        measure_latency=True)
     assert c["latency_ms"] > 0
+
+
+ALL_ON = dict(query_fusion="per_head", layer_decay="learnable", attn_temperature="per_head",
+              residual_gate=True, text_audio="keys_values", dual_path=True, routing=True,
+              routing_skip_threshold=0.1, pooling="attention", hierarchical_gates=True,
+              uncertainty_gates=True, uncertainty_samples=3, attn_reweighting=True,
+              temporal_gates=True, rerank_k=3)
+
+
+@pytest.mark.parametrize("variants", [{}, ALL_ON, dict(gate_inputs="va", query_fusion="none"),
+                                      dict(gate_inputs="va", query_fusion="none", layers=3,
+                                           pooling="attention", hierarchical_gates=True)],
+                         ids=["reference", "all_on", "text_agnostic", "agnostic_variants"])
+def test_the_counter_counts_what_torchs_flop_counter_counts(tiny_kwargs, variants) -> None:
+    """``nas.cost``'s own counting mode (cheaper than ``FlopCounterMode``) gives the same
+    totals, and the same total inside the fusion blocks, on every pass the cost model
+    counts, and on a training step's backward."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from nas.cost import _FlopCount
+    from nas.model import build_model
+    from nas.model.block import FusionBlock
+
+    cfg = FusionConfig(**{**tiny_kwargs, **variants}).replace(
+        video_dim=64, audio_dim=48, text_dim=40, max_frames=8)
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    clips, texts = random_inputs(SHAPES, 5, 2)
+    blocks = [m for m in model.modules() if isinstance(m, FusionBlock)]
+    assert blocks
+    with torch.no_grad():
+        enc, tenc = model.encode_clips(clips), model.encode_texts(texts)
+    passes = {
+        "encode_clips": lambda: model.encode_clips(clips),
+        "encode_texts": lambda: model.encode_texts(texts),
+        "agnostic_scores": lambda: model.agnostic_scores(enc, tenc),
+    }
+    if cfg.text_conditioned:
+        passes["score_pairs"] = lambda: model.score_pairs(
+            enc, tenc, torch.arange(5), torch.tensor([0, 1, 0, 1, 0]))
+    else:
+        passes["dense_scores"] = lambda: model.dense_scores(enc, tenc)
+    seen_blocks = 0
+    for name, fn in passes.items():
+        with torch.no_grad():
+            with FlopCounterMode(display=False) as ref:
+                fn()
+            with _FlopCount(scope=blocks) as ours:
+                fn()
+        in_blocks = sum(ref.get_flop_counts().get("FusionBlock", {}).values())
+        assert ref.get_total_flops() > 0, name
+        assert (ours.total, ours.scoped) == (ref.get_total_flops(), in_blocks), name
+        seen_blocks += in_blocks
+    assert seen_blocks > 0  # the fusion blocks ran under the counters
+    model.train()
+
+    def step() -> None:
+        model.training_loss(clips.index(slice(0, 2)), texts, torch.arange(2)).loss.backward()
+
+    torch.manual_seed(1)
+    with FlopCounterMode(display=False) as ref:
+        step()
+    torch.manual_seed(1)
+    with _FlopCount() as ours:
+        step()
+    assert ours.total == ref.get_total_flops() > 0
