@@ -1,7 +1,9 @@
 """Cost model: parameters, FLOPs to index a clip and to answer a query, latency.
 
 Costs are known before any training: they come from a model built from the config
-with random weights, run on a few tiny inputs under ``torch.utils.flop_counter``.
+with random weights, run on a few tiny inputs under a FLOP-counting dispatch mode that
+uses ``torch.utils.flop_counter``'s formulas (``_FlopCount``: the counts of torch's
+``FlopCounterMode``, at under half its cost).
 
 - ``index_gflops``: text-independent work per clip (projections, resampler, and for
   text-agnostic configs the whole fusion), done once when a clip enters the index.

@@ -40,7 +40,7 @@ __all__ = ["AskTellSearcher", "TrialOutcome", "TrialSpec", "SearchExhausted", "r
 # estimate, cached per architecture).
 DESIGN_POOL = 16
 # Candidates of a cost-aware choice whose architecture has no cost estimate yet, at most
-# (FLOP counting takes 0.07-1.4 CPU s per architecture, BENCHMARKS.md section 8).
+# (FLOP counting takes about 0.05-0.3 CPU s per architecture, BENCHMARKS.md section 8).
 NEW_COSTS_PER_CHOICE = 4
 
 @dataclass
@@ -298,7 +298,7 @@ class AskTellSearcher:
         whose exact costs lie farthest from every trial so far. The ``DESIGN_POOL`` draws
         are made (and their costs estimated) once per searcher, and each design trial
         takes one of them: in a large space every draw is a new architecture, and a cost
-        estimate costs 0.1-1.2 CPU s (BENCHMARKS.md section 8). Draws that are
+        estimate costs about 0.05-0.3 CPU s (BENCHMARKS.md section 8). Draws that are
         impossible, over a cost limit or already taken are left out; the cost objectives
         span the distance (every cost when the objectives hold none)."""
         if self.sampler is None or self.sampler.design <= 0 or self.measure_latency or \
