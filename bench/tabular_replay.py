@@ -523,6 +523,40 @@ def format_results(res: Mapping[str, Any], runs: Mapping[str, list[Replay]],
     return "\n".join(lines)
 
 
+def bootstrap_mean(xs: Sequence[float], level: float = 0.9, n: int = 2000, seed: int = 0
+                   ) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean."""
+    import numpy as np
+
+    a = np.asarray(xs, dtype=float)
+    rng = np.random.default_rng(seed)
+    means = a[rng.integers(0, len(a), size=(n, len(a)))].mean(axis=1)
+    lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
+    return float(lo), float(hi)
+
+
+def format_paired(res: Mapping[str, Any], pairs: Sequence[tuple[str, str]],
+                  fractions: Sequence[float]) -> str:
+    """Per pair (a, b): the hypervolume of a minus that of b after each share of random
+    search's compute, paired by seed (the same table seed answers both): mean with its
+    90% bootstrap interval, and in how many seeds a is ahead / behind."""
+    lines = ["| a - b | " + " | ".join(f"{f:.0%}" for f in fractions) + " |",
+             "|---" * (len(fractions) + 1) + "|"]
+    for a, b in pairs:
+        cells = []
+        for f in fractions:
+            d = [x - y for x, y in zip(res[a]["hv_at"][f], res[b]["hv_at"][f])
+                 if not (math.isnan(x) or math.isnan(y))]
+            if not d:
+                cells.append("-")
+                continue
+            lo, hi = bootstrap_mean(d)
+            cells.append(f"{statistics.fmean(d):+.3g} [{lo:+.3g}, {hi:+.3g}] "
+                         f"({sum(x > 1e-12 for x in d)}+/{sum(x < -1e-12 for x in d)}-)")
+        lines.append(f"| {a} - {b} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 # ----------------------------------------------------------------------------- CLI
 
 def add_replay_args(ap: Any, default_table: str, default_space: str) -> None:
@@ -545,12 +579,28 @@ def add_replay_args(ap: Any, default_table: str, default_space: str) -> None:
                          "seconds for both")
     ap.add_argument("--out", default=None, metavar="JSON",
                     help="figures as JSON (default bench/results/tabular_replay.json)")
+    ap.add_argument("--paired", default="", metavar="A:B,...",
+                    help="also print, per pair, A's hypervolume minus B's paired by seed "
+                         "(mean, 90%% bootstrap interval, seeds ahead/behind)")
+
+
+def parse_pairs(text: str, methods: Sequence[str]) -> list[tuple[str, str]]:
+    """``--paired A:B,C:D`` -> [(A, B), (C, D)], each a method of this run."""
+    pairs = []
+    for item in (x.strip() for x in text.split(",") if x.strip()):
+        a, sep, b = item.partition(":")
+        if not sep or a not in methods or b not in methods or a == b:
+            raise UserError(f"--paired: {item!r} is not A:B with two different methods of "
+                            f"this run ({', '.join(methods)})")
+        pairs.append((a, b))
+    return pairs
 
 
 def report(runs: Mapping[str, Sequence[Any]], methods: Sequence[str], ref: Sequence[float],
-           ref3: Sequence[float], out: str, meta: Mapping[str, Any]) -> None:
-    """Print the 2-D and 3-D tables and write the JSON (``runs``: anything with
-    ``.trials`` per method and seed)."""
+           ref3: Sequence[float], out: str, meta: Mapping[str, Any],
+           pairs: Sequence[tuple[str, str]] = ()) -> None:
+    """Print the 2-D and 3-D tables (and the paired differences of ``pairs``) and write the
+    JSON (``runs``: anything with ``.trials`` per method and seed)."""
     from common import write_json
 
     fractions = (0.1, 0.25, 0.5, 1.0)
@@ -561,13 +611,18 @@ def report(runs: Mapping[str, Sequence[Any]], methods: Sequence[str], ref: Seque
     res3 = analyse(curves3, fractions)
     print("\n3-D hypervolume (recall, query_gflops, index_gflops: the tool's default "
           "objectives):\n" + format_results(res3, runs, fractions))
+    if pairs and "random" in res:
+        for dim, r in (("2-D", res), ("3-D", res3)):
+            print(f"\n{dim} hypervolume, paired by seed: mean [90% CI] (seeds ahead+/behind-)"
+                  " after a share of random search's final compute:\n"
+                  + format_paired(r, pairs, fractions))
     write_json(out, {**meta, "hv_reference": list(ref), "hv_reference_3d": list(ref3),
                      "seeds": len(runs[methods[0]]), "methods": {m: {
                          "label": METHODS[m], **res[m], "hv3": res3[m],
                          "trials": [r.trials for r in runs[m]]} for m in methods}})
 
 
-def merge_results(paths: Sequence[str], out: str) -> int:
+def merge_results(paths: Sequence[str], out: str, paired: str = "") -> int:
     """Report the seeds of several replay JSONs of one table, budget and clock together
     (e.g. two processes that ran different ``--first-seed`` ranges): the methods that
     every file replayed."""
@@ -590,6 +645,7 @@ def merge_results(paths: Sequence[str], out: str) -> int:
     left = sorted({m for d in docs for m in d["methods"]} - set(methods))
     if left:
         print(f"--merge: left out (not replayed in every file): {', '.join(left)}")
+    pairs = parse_pairs(paired, methods)
     runs = {m: [SimpleNamespace(trials=t) for d in docs for t in d["methods"][m]["trials"]]
             for m in methods}
     report(runs, methods, docs[0]["hv_reference"], docs[0]["hv_reference_3d"], out, {
@@ -598,7 +654,7 @@ def merge_results(paths: Sequence[str], out: str) -> int:
         "clock": docs[0]["clock"], "merged_from": list(paths),
         "seed_list": [s for d in docs for s in d.get("seed_list", [])],
         "interrupted": any(d.get("interrupted") for d in docs),
-        "wall_s": sum(d.get("wall_s", 0.0) for d in docs)})
+        "wall_s": sum(d.get("wall_s", 0.0) for d in docs)}, pairs)
     print(f"json: {out}")
     return 0
 
@@ -608,13 +664,15 @@ def main_replay(args: Any) -> int:
 
     if getattr(args, "merge", None):
         return merge_results(args.merge.split(","), args.out or str(RESULTS /
-                                                                   "tabular_replay.json"))
+                                                                   "tabular_replay.json"),
+                             getattr(args, "paired", ""))
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     bad = [m for m in methods if m not in METHODS]
     if bad or not methods:
         raise MethodError(f"--methods: unknown method {bad[0] if bad else args.methods!r}; "
                           f"choose from {', '.join(METHODS)}")
+    pairs = parse_pairs(getattr(args, "paired", ""), methods)
     if args.seeds < 1 or args.budget_trials <= 0:
         raise UserError("--seeds and --budget-trials must be positive")
     table = check_table(args.table, args.space)
@@ -681,6 +739,6 @@ def main_replay(args: Any) -> int:
     report(runs, methods, ref, ref3, out, {
         "machine": info, "table": table.path, "space_hash": table.meta["space_hash"],
         "budget_s": budget, "seed_list": seed_list, "interrupted": interrupted,
-        "clock": args.clock, "wall_s": time.monotonic() - t0})
+        "clock": args.clock, "wall_s": time.monotonic() - t0}, pairs)
     print(f"json: {out}\nwall: {time.monotonic() - t0:.0f} s")
     return 0

@@ -230,6 +230,8 @@ def test_bad_input_exits_2_and_writes_nothing(table_path: str, tmp_path: Path) -
         (["replay", "--table", table_path, "--space", BIG], "built from another space"),
         (["replay", "--table", table_path, "--space", TINY, "--methods", "tool,bogus"],
          "unknown method 'bogus'"),
+        (["replay", "--table", table_path, "--space", TINY, "--methods", "random,ray",
+          "--paired", "ray:tool"], "--paired: 'ray:tool' is not A:B"),
         (["build", "--space", BIG, "--out", table_path], "built from another space"),
     ]
     before = Path(table_path).read_bytes()
@@ -262,10 +264,17 @@ def test_replay_cli_writes_figures(table_path: str, tmp_path: Path) -> None:
     out2, merged = tmp_path / "res2.json", tmp_path / "merged.json"
     r = replay("random,ray", 2, 1, out2)
     assert r.returncode == 0, r.stderr
-    r = _cli("replay", "--merge", f"{out},{out2}", "--out", str(merged), cwd=tmp_path)
+    r = _cli("replay", "--merge", f"{out},{out2}", "--out", str(merged), "--paired",
+             "ray:random", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     m = json.loads(merged.read_text())
     assert m["seed_list"] == [0, 1, 2] and len(m["methods"]["ray"]["reach"]) == 3
+    # paired by seed: the mean difference of the hypervolumes after 100% of random's compute
+    row = next(ln for ln in r.stdout.split("2-D hypervolume, paired by seed")[1].splitlines()
+               if ln.startswith("| ray - random |"))
+    d = [a - b for a, b in zip(m["methods"]["ray"]["hv_at"]["1.0"],
+                               m["methods"]["random"]["hv_at"]["1.0"])]
+    assert row.split(" | ")[-1].startswith(f"{sum(d) / 3:+.3g} [")
     assert m["methods"]["ray"]["trials"][2] == json.loads(out2.read_text())[
         "methods"]["ray"]["trials"][0]
     # a run of fewer methods: the merge reports the methods every file replayed
