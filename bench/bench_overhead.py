@@ -203,8 +203,7 @@ def run_driver(executor: str, configs: list, space: Any, data_spec: str, workdir
     return {"span_s": max(ends) - min(starts), "startup_s": min(starts) - t0,
             "steady_per_trial_s": steady,
             "teardown_s": t_end - max(ends), "elapsed_s": summary.elapsed_s,
-            "trial_wall_s": [float(t.user_attrs["wall_s"]) for t in trials],
-            "driver_cost_estimate_s": cost_s}
+            "trial_wall_s": walls, "driver_cost_estimate_s": cost_s}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -267,19 +267,19 @@ def _run_driver(method: str, rep: Replay, space_path: str, data_spec: str, seed:
                          else "hypervolume", warm_start=base == "tool",
                          seed=seed, prune=prune, evaluator=ev, executor="local", quiet=True)
     make_sampler, new_costs = driver.make_sampler, searcher.NEW_COSTS_PER_CHOICE
+    tweak: dict[str, Any] = {}  # sampler attributes this method changes
     if method.endswith("_v1"):  # the search of 2026-12-01: no start-up design either
-        def no_design(*a: Any, **k: Any) -> Any:
-            s = make_sampler(*a, **k)
-            s.design = 0
-            return s
-        driver.make_sampler = no_design  # type: ignore[assignment]
+        tweak["design"] = 0
     if method.endswith("_wide"):  # more candidates, each with its (table) cost
-        def wide(*a: Any, **k: Any) -> Any:
-            s = make_sampler(*a, **k)
-            s.candidates = WIDE_CANDIDATES
-            return s
-        driver.make_sampler = wide  # type: ignore[assignment]
+        tweak["candidates"] = WIDE_CANDIDATES
         searcher.NEW_COSTS_PER_CHOICE = WIDE_CANDIDATES
+    if tweak:
+        def tweaked(*a: Any, **k: Any) -> Any:
+            s = make_sampler(*a, **k)
+            for name, value in tweak.items():
+                setattr(s, name, value)
+            return s
+        driver.make_sampler = tweaked  # type: ignore[assignment]
     try:
         run_search(opts, out=io.StringIO())
     except SearchExhausted:
@@ -446,18 +446,34 @@ def run_curve(rep: Replay, ref: Sequence[float]) -> list[dict[str, float]]:
     return out
 
 
-def bootstrap_median(xs: Sequence[float], level: float = 0.9, n: int = 2000,
-                     seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap interval of the median (inf values allowed: "never")."""
+def _bootstrap(xs: Sequence[float], stat: Callable[..., Any], level: float, n: int,
+               seed: int, method: str) -> tuple[float, float]:
+    """Percentile bootstrap interval of ``stat`` over the non-NaN values of ``xs``."""
     import numpy as np
 
     a = np.asarray([x for x in xs if not math.isnan(x)], dtype=float)
     if not len(a):
         return math.nan, math.nan
     rng = np.random.default_rng(seed)
-    meds = np.median(a[rng.integers(0, len(a), size=(n, len(a)))], axis=1)
-    lo, hi = np.quantile(meds, [(1 - level) / 2, (1 + level) / 2], method="lower")
+    stats = stat(a[rng.integers(0, len(a), size=(n, len(a)))], axis=1)
+    lo, hi = np.quantile(stats, [(1 - level) / 2, (1 + level) / 2], method=method)
     return float(lo), float(hi)
+
+
+def bootstrap_median(xs: Sequence[float], level: float = 0.9, n: int = 2000,
+                     seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of the median (inf values allowed: "never")."""
+    import numpy as np
+
+    return _bootstrap(xs, np.median, level, n, seed, "lower")
+
+
+def bootstrap_mean(xs: Sequence[float], level: float = 0.9, n: int = 2000, seed: int = 0
+                   ) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean."""
+    import numpy as np
+
+    return _bootstrap(xs, np.mean, level, n, seed, "linear")
 
 
 def _median_iqr(xs: Sequence[float]) -> str:
@@ -521,18 +537,6 @@ def format_results(res: Mapping[str, Any], runs: Mapping[str, list[Replay]],
             lines.append(f"| {m} | " + " | ".join(_median_iqr(r["hv_at"][f])
                                                     for f in fractions) + " |")
     return "\n".join(lines)
-
-
-def bootstrap_mean(xs: Sequence[float], level: float = 0.9, n: int = 2000, seed: int = 0
-                   ) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean."""
-    import numpy as np
-
-    a = np.asarray(xs, dtype=float)
-    rng = np.random.default_rng(seed)
-    means = a[rng.integers(0, len(a), size=(n, len(a)))].mean(axis=1)
-    lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
-    return float(lo), float(hi)
 
 
 def format_paired(res: Mapping[str, Any], pairs: Sequence[tuple[str, str]],

@@ -101,7 +101,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         "hypervolume it can be expected to add per estimated training "
                         "second (exact costs; quality predicted by a Gaussian process of "
                         "the trials so far). Off by default: up to 4 new cost estimates per "
-                        "trial, 0.1-1.4 CPU s each; it pays where trials are long "
+                        "trial, about 0.05-0.3 CPU s each; it pays where trials are long "
                         "(BENCHMARKS.md section 8)")
     p.add_argument("--rung-signal", default="mean_rank", choices=RUNG_SIGNALS,
                    help="what early stopping ranks trials by at the rungs before the full "
