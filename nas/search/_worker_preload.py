@@ -8,6 +8,10 @@ loading its own copy, opening the study and setting Tune up. Tune's trial actors
 start on these warm workers instead of fresh processes (a fresh one takes 7-9 s on a
 2-core machine before its first step).
 
+When it is done (or has failed) the worker leaves an empty file named by its pid in the
+folder ``ray_adapter.PRELOAD_ENV["ready"]`` names, so that the driver can wait for a warm
+pool before it asks for the first trial (``ray_adapter.wait_warm``).
+
 Nothing here may break a worker: any failure leaves the work to the trial, which loads
 what it needs itself and reports its own error.
 """
@@ -21,6 +25,7 @@ STARTED_AT = time.time()  # when this worker began to warm up (tests/search/test
 
 
 def warm() -> None:
+    env: dict[str, str] = {}
     try:
         from nas.search import ray_adapter
         from nas.search.evaluator import import_object
@@ -34,6 +39,13 @@ def warm() -> None:
             ray_adapter._load_data(loader, spec)
     except Exception:  # noqa: BLE001 - the trial redoes it and reports the error
         pass
+    finally:
+        ready = os.environ.get(env.get("ready", ""))
+        if ready:
+            try:
+                open(os.path.join(ready, str(os.getpid())), "w").close()
+            except OSError:
+                pass
 
 
 warm()

@@ -65,7 +65,7 @@ __all__ = ["EvaluatorSpec", "RayOptions", "import_object", "run_tune", "trainabl
 _DATA_CACHE: dict[tuple[str, str], Any] = {}
 # what a pre-started worker of a local cluster warms up with (nas.search._worker_preload)
 PRELOAD_ENV = {"train": "NAS_PRELOAD_TRAIN", "loader": "NAS_PRELOAD_DATA_LOADER",
-               "spec": "NAS_PRELOAD_DATA_SPEC"}
+               "spec": "NAS_PRELOAD_DATA_SPEC", "ready": "NAS_PRELOAD_READY_DIR"}
 
 
 def _load_data(loader: str, spec: str) -> Any:
@@ -131,6 +131,7 @@ class _Searcher(Searcher):
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:  # type: ignore[override]
         if self.halt is not None and self.halt():
             return Searcher.FINISHED  # the running trials finish and are recorded
+        wait_warm()  # the first ask only: Tune has set up, the first workers are warming
         with self.guard():
             spec = self.core.next()
         if spec is None:
@@ -339,8 +340,10 @@ def init_ray(opts: RayOptions, warm: EvaluatorSpec | None = None,
             warm = None
         if warm is not None:  # (the module is not imported here: it runs on import)
             system["preload_python_modules"] = ["nas.search._worker_preload"]
+            ready = os.path.join(tmp, "warm")
+            os.makedirs(ready)
             env = {PRELOAD_ENV["train"]: warm.train, PRELOAD_ENV["loader"]: warm.data,
-                   PRELOAD_ENV["spec"]: data_spec or "",
+                   PRELOAD_ENV["spec"]: data_spec or "", PRELOAD_ENV["ready"]: ready,
                    "PL_DISABLE_FORK": "1"}  # see _tune_actors_on_plain_workers
         saved = {k: os.environ.get(k) for k in env}
         os.environ.update(env)  # the raylet, and the workers it starts, inherit them
@@ -350,6 +353,7 @@ def init_ray(opts: RayOptions, warm: EvaluatorSpec | None = None,
                      _system_config=system or None)
             if warm is not None:
                 _tune_actors_on_plain_workers()
+                _WARM["dir"], _WARM["workers"] = ready, min(trials_at_once(opts, cpus), cpus)
         finally:
             for k, v in saved.items():
                 if v is None:
@@ -357,6 +361,34 @@ def init_ray(opts: RayOptions, warm: EvaluatorSpec | None = None,
                 else:
                     os.environ[k] = v
     return True
+
+
+# the warm-up that init_ray started: the folder its workers mark themselves ready in, and
+# how many warm workers the first trials need
+_WARM: dict[str, Any] = {}
+
+
+def wait_warm(timeout_s: float = 60.0) -> float:
+    """Wait until the workers that the first trials will run on have warmed up (or
+    ``timeout_s`` has passed); returns the seconds waited (0 without a warm-up).
+
+    A worker's warm-up (Tune, torch, the evaluator, the data: 2-5 s of CPU) happens once
+    per worker. Waiting for it before the first trial is asked makes it part of the
+    search's start-up, where the driver's own set-up overlaps it, instead of a first trial
+    that sits in Ray's queue while its ask and its actor wait. Past the timeout the
+    trials start anyway: a worker that is not warm loads what it needs itself."""
+    ready, need = _WARM.pop("dir", None), _WARM.pop("workers", 0)
+    if not ready:
+        return 0.0
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout_s:
+        try:
+            if len(os.listdir(ready)) >= need:
+                break
+        except OSError:
+            break
+        time.sleep(0.05)
+    return time.monotonic() - t0
 
 
 def _tune_actors_on_plain_workers() -> None:
@@ -382,6 +414,7 @@ def _tune_actors_on_plain_workers() -> None:
 
 def shutdown_ray() -> None:
     """Stop the Ray that ``init_ray`` started in this process."""
+    _WARM.clear()
     ray.shutdown()
 
 

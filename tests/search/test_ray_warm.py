@@ -51,6 +51,9 @@ SCRIPT = textwrap.dedent("""
     warm = EvaluatorSpec() if sys.argv[2] == "warm" else None
     os.cpu_count = lambda: 2  # a 2-CPU cluster on any machine
     assert ray_adapter.init_ray(RayOptions(concurrency=2), warm=warm, data_spec=SPEC)
+    ready_dir = ray_adapter._WARM.get("dir")
+    waited = ray_adapter.wait_warm(120)  # what the searcher's first ask does
+    ready = sorted(int(p) for p in os.listdir(ready_dir)) if ready_dir else []
     deadline = time.time() + 60
     while len(ray_workers() - before) < 2 and time.time() < deadline:
         time.sleep(0.2)  # Ray pre-starts one worker per CPU (the cluster has 2)
@@ -61,7 +64,8 @@ SCRIPT = textwrap.dedent("""
                        run_config=tune.RunConfig(storage_path=sys.argv[3], verbose=0))
     rows = [dict(r.metrics) for r in tuner.fit()]
     ray_adapter.shutdown_ray()
-    json.dump({"fit_at": fit_at, "prestarted": prestarted, "rows": [{k: r[k] for k in
+    json.dump({"fit_at": fit_at, "prestarted": prestarted, "waited": waited, "ready": ready,
+               "rows": [{k: r[k] for k in
                ("warm_started_at", "cached", "torch", "pid")} for r in rows]},
               open(sys.argv[1], "w"))
 """)
@@ -84,6 +88,9 @@ def test_trial_actors_start_on_warm_pre_started_workers(tmp_path: Path) -> None:
         # a worker Ray started with the cluster, before Tune asked for the actor, and warm
         assert row["pid"] in res["prestarted"], res
         assert row["cached"] and row["torch"], row
+    # the driver's wait ended when both workers had warmed up, well before its timeout
+    assert len(res["ready"]) >= 2 and res["waited"] < 120, res
+    assert all(row["pid"] in res["ready"] for row in res["rows"]), res
 
 
 def test_without_warm_up_trial_actors_start_cold(tmp_path: Path) -> None:
@@ -93,3 +100,4 @@ def test_without_warm_up_trial_actors_start_cold(tmp_path: Path) -> None:
         assert not row["cached"], row
         # Tune's runtime environment keeps its actors off the pre-started workers
         assert row["pid"] not in res["prestarted"], res
+    assert res["waited"] == 0 and res["ready"] == [], res  # nothing to wait for

@@ -75,3 +75,25 @@ def test_differences_is_empty_for_the_same_space_and_symmetric_in_its_findings()
     b = parse_space(QUICK.replace("  gate_inputs: {choices: [va, vat]}\n", ""), "b")
     assert a.differences(b) == ["dimension 'gate_inputs' removed"]
     assert b.differences(a) == ["dimension 'gate_inputs' added"]
+
+
+def _pragmas(storage: optuna.storages.RDBStorage) -> tuple[str, int]:
+    with storage.engine.connect() as conn:
+        return (str(conn.exec_driver_sql("PRAGMA journal_mode").scalar()).lower(),
+                int(conn.exec_driver_sql("PRAGMA synchronous").scalar()))
+
+
+def test_a_wal_study_commits_without_fsync_and_a_rollback_journal_keeps_full(
+        tmp_path: Path) -> None:
+    """WAL + synchronous=NORMAL (1) once the study is open; a database that is not in
+    WAL mode keeps SQLite's FULL (2), under which NORMAL could corrupt it on power loss."""
+    from nas.search.study import enable_wal, open_storage
+
+    plain = open_storage(f"sqlite:///{tmp_path}/plain.db")
+    assert _pragmas(plain) == ("delete", 2)
+    enable_wal(plain)
+    assert _pragmas(plain) == ("wal", 1)  # the connections opened from now on
+    run_search(_opts(tmp_path, _write(tmp_path / "quick.yaml", QUICK)))
+    # a new process's storage: new connections see the persistent WAL mode
+    assert _pragmas(open_storage(f"sqlite:///{tmp_path}/s.db")) == ("wal", 1)
+    assert _pragmas(open_storage(f"sqlite:///{tmp_path}/other.db")) == ("delete", 2)
