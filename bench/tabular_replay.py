@@ -95,13 +95,9 @@ METHODS = {
     "tool_cost_wide": "tool_cost with 64 candidates per choice, every one costed (the "
                       "candidate set of a cheap cost estimate)",
     "tool_cost_nows_wide": "tool_cost_wide without its warm start",
-    "tool_cost_front": "tool_cost whose candidates include up to "
-                       "FRONT_NEIGHBOURS one-parameter neighbours of the front's members",
-    "tool_cost_nows_front": "tool_cost_front without its warm start",
 }
 
 WIDE_CANDIDATES = 64  # the *_wide methods' candidates per cost-aware choice
-FRONT_NEIGHBOURS = 6  # the *_front methods' neighbours of front members per choice
 
 
 class MethodError(UserError):
@@ -258,7 +254,7 @@ def _run_driver(method: str, rep: Replay, space_path: str, data_spec: str, seed:
     name = f"{method}_{seed}"
     # tool_cost = tool + --cost-aware, tool_recall = tool + --rung-signal objective, ...
     base = method.replace("_cost", "").replace("_recall", "").replace("_crowd", "") \
-        .replace("_v1", "").replace("_wide", "").replace("_front", "")
+        .replace("_v1", "").replace("_wide", "")
     sampler = {"tool": "tpe", "tool_nows": "tpe", "random": "random", "tpe": "tpe",
                "moasha_random": "random"}[base]
     prune = base in ("tool", "tool_nows", "moasha_random")
@@ -277,8 +273,6 @@ def _run_driver(method: str, rep: Replay, space_path: str, data_spec: str, seed:
     if method.endswith("_wide"):  # more candidates, each with its (table) cost
         tweak["candidates"] = WIDE_CANDIDATES
         searcher.NEW_COSTS_PER_CHOICE = WIDE_CANDIDATES
-    if method.endswith("_front"):  # local search around the front among the candidates
-        tweak["front_neighbours"] = FRONT_NEIGHBOURS
     if tweak:
         def tweaked(*a: Any, **k: Any) -> Any:
             s = make_sampler(*a, **k)

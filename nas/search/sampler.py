@@ -138,9 +138,6 @@ class LearningSampler(BaseSampler):
         # the searcher chooses by their exact costs instead of the inner sampler's random
         # start-up draws (0: none; the model-based samplers' own start-up count).
         self.design = design
-        # of the cost-aware candidates, up to this many one-parameter neighbours of the
-        # full-budget front's members (0: none)
-        self.front_neighbours = 0
         self._view: tuple[int, int, StudyView] | None = None  # (study id, trial number, view)
         self.redrawn = 0  # proposals drawn again because they were taken (for benchmarks)
 
@@ -170,11 +167,8 @@ class LearningSampler(BaseSampler):
         # The model's proposal and its untaken neighbours (one categorical or integer
         # parameter changed; TPE's own redraws are no alternative: its argmax over its
         # candidates is nearly the same configuration every call).
-        cands = [params, *self._front_neighbours(view, params, search_space, taken,
-                                                 min(self.front_neighbours,
-                                                     self.candidates - 1))]
-        cands += self._neighbours(params, search_space, taken + cands,
-                                  min(NEIGHBOURS, self.candidates - len(cands)))
+        cands = [params, *self._neighbours(params, search_space, taken,
+                                           min(NEIGHBOURS, self.candidates - 1))]
         cands += self._untaken_draws(params, search_space, taken + cands,
                                      self.candidates - len(cands))  # then uniform draws
         if len(cands) == 1:
@@ -200,25 +194,6 @@ class LearningSampler(BaseSampler):
         if len(out) > n:
             out = [out[i] for i in sorted(self._rng.choice(len(out), n, replace=False))]
         return out
-
-    def _front_neighbours(self, view: Any, params: dict[str, Any], space: dict[str, Any],
-                          taken: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
-        """Up to ``n`` untaken one-parameter neighbours of the full-budget front's members
-        (local search around the front: on a small space the best configurations tend to
-        sit next to good ones), drawn at random among all of them."""
-        if n <= 0:
-            return []
-        from nas.search.pareto import pareto_front
-
-        pool: list[dict[str, Any]] = []
-        for t in pareto_front(view.get_trials(deepcopy=False), view.directions):
-            if not all(k in t.params for k in params):
-                continue
-            base = {k: t.params[k] for k in params}
-            pool += [p for p in self._neighbours(base, space, taken + pool, 1 << 30)]
-        if len(pool) > n:
-            pool = [pool[i] for i in sorted(self._rng.choice(len(pool), n, replace=False))]
-        return pool
 
     def _new_proposal(self, view: Any, trial: FrozenTrial, search_space: dict[str, Any],
                       params: dict[str, Any], taken: list[dict[str, Any]]) -> dict[str, Any]:
