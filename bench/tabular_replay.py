@@ -95,9 +95,15 @@ METHODS = {
     "tool_cost_wide": "tool_cost with 64 candidates per choice, every one costed (the "
                       "candidate set of a cheap cost estimate)",
     "tool_cost_nows_wide": "tool_cost_wide without its warm start",
+    "tool_hedge": "the tool with --hedge 3: MO-ASHA does not stop every third trial at "
+                  "the first rung (Hyperband's second bracket)",
+    "tool_nows_hedge": "tool_hedge without its warm start",
+    "tool_cost_hedge": "tool_cost with the first-rung hedge",
+    "tool_cost_nows_hedge": "tool_cost_nows with the first-rung hedge",
 }
 
 WIDE_CANDIDATES = 64  # the *_wide methods' candidates per cost-aware choice
+HEDGE = 3  # the *_hedge methods: every third trial is not stopped at the first rung
 
 
 class MethodError(UserError):
@@ -254,7 +260,7 @@ def _run_driver(method: str, rep: Replay, space_path: str, data_spec: str, seed:
     name = f"{method}_{seed}"
     # tool_cost = tool + --cost-aware, tool_recall = tool + --rung-signal objective, ...
     base = method.replace("_cost", "").replace("_recall", "").replace("_crowd", "") \
-        .replace("_v1", "").replace("_wide", "")
+        .replace("_v1", "").replace("_wide", "").replace("_hedge", "")
     sampler = {"tool": "tpe", "tool_nows": "tpe", "random": "random", "tpe": "tpe",
                "moasha_random": "random"}[base]
     prune = base in ("tool", "tool_nows", "moasha_random")
@@ -265,6 +271,7 @@ def _run_driver(method: str, rep: Replay, space_path: str, data_spec: str, seed:
                          rung_signal="objective" if method.endswith("_recall") else "mean_rank",
                          promotion="crowding" if method.endswith(("_crowd", "_v1"))
                          else "hypervolume", warm_start=base == "tool",
+                         hedge=HEDGE if method.endswith("_hedge") else 0,
                          seed=seed, prune=prune, evaluator=ev, executor="local", quiet=True)
     make_sampler, new_costs = driver.make_sampler, searcher.NEW_COSTS_PER_CHOICE
     tweak: dict[str, Any] = {}  # sampler attributes this method changes

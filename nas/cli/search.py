@@ -113,6 +113,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         "trial that adds least hypervolume, one at a time (default) or "
                         "NSGA-II's crowding distance (keeps weak extremes; BENCHMARKS.md "
                         "section 8)")
+    p.add_argument("--hedge", type=int, default=0, metavar="N",
+                   help="every N-th trial is not stopped at the first rung (Hyperband's "
+                        "second bracket: a hedge against a first rung that ranks badly); "
+                        "0 = none (default). Measured: it helps a search without the warm "
+                        "start on real signals, and costs hypervolume with it (BENCHMARKS.md "
+                        "section 8)")
     p.add_argument("--no-warm-start", dest="warm_start", action="store_false",
                    help="a new study starts without the warm-start queue (AVIGATE, the "
                         "reference and the plan's single variants); the first trials are "
@@ -175,7 +181,8 @@ def run(args: argparse.Namespace) -> int:
     opts = SearchOptions(
         space=args.space, study=args.study, storage=args.storage, data=args.data,
         trials=args.trials, sampler=args.sampler, cost_aware=args.cost_aware,
-        rung_signal=args.rung_signal, promotion=args.promotion, seed=args.seed,
+        rung_signal=args.rung_signal, promotion=args.promotion, hedge=args.hedge,
+        seed=args.seed,
         warm_start=args.warm_start,
         objectives=args.objectives,
         limits=list(args.limits), min_budget=args.min_budget, max_budget=args.max_budget,

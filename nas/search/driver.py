@@ -70,6 +70,7 @@ class SearchOptions:
     cost_aware: bool = False  # --cost-aware (nas.search.cost_aware)
     rung_signal: str = "mean_rank"  # --rung-signal (nas.search.objectives.RUNG_SIGNALS)
     promotion: str = "hypervolume"  # --promotion (nas.search.scheduler.PROMOTIONS)
+    hedge: int = 0  # --hedge N: every N-th trial is not stopped at the first rung (0: none)
     warm_start: bool = True  # --no-warm-start: a new study gets no warm-start queue
     seed: int | None = 0
     objectives: str = DEFAULT_OBJECTIVES
@@ -308,6 +309,9 @@ def _prepare(opts: SearchOptions, out: TextIO) -> _Run:
                         f"{', '.join(RUNG_SIGNALS)}")
     if opts.promotion not in PROMOTIONS:
         raise UserError(f"--promotion {opts.promotion!r}: choose from {', '.join(PROMOTIONS)}")
+    if opts.hedge < 0 or opts.hedge == 1:
+        raise UserError(f"--hedge {opts.hedge}: give 0 (no hedge) or N >= 2 (every N-th "
+                        "trial is not stopped at the first rung)")
     if opts.trial_timeout_s and opts.executor == "local":
         raise UserError("--trial-timeout needs the Ray executor (a trial in the driver's own "
                         "process cannot be stopped)")
@@ -385,7 +389,8 @@ def _execute(run: _Run, core: AskTellSearcher, deadline: Deadline, progress: Pro
     opts, space = run.opts, run.space
     asha = MOASHA(len(space.proxy.rungs()), space.proxy.eta, enabled=opts.prune,
                   quality=[i for i, o in enumerate(run.objectives)
-                           if not o.known_before_training], cut=opts.promotion)
+                           if not o.known_before_training], cut=opts.promotion,
+                  hedge=opts.hedge)
     guard = SigintGuard()
     guard.install()
     interrupted = time_up = False

@@ -155,27 +155,39 @@ class MOASHA:
     """
 
     def __init__(self, n_rungs: int, eta: float, enabled: bool = True,
-                 quality: Sequence[int] = (0,), cut: str = "hypervolume") -> None:
+                 quality: Sequence[int] = (0,), cut: str = "hypervolume",
+                 hedge: int = 0) -> None:
         if eta <= 1:
             raise ValueError(f"eta must be > 1, got {eta}")
         if cut not in PROMOTIONS:
             raise ValueError(f"cut must be one of {PROMOTIONS}, got {cut!r}")
+        if hedge < 0 or hedge == 1:
+            raise ValueError(f"hedge must be 0 or >= 2, got {hedge}")
         self.cut = cut
         self.n_rungs = n_rungs
         self.eta = eta
         self.enabled = enabled
         self.quality = tuple(quality)
         self.records: list[dict[Hashable, tuple[float, ...]]] = [{} for _ in range(n_rungs)]
+        # a hedge against a bad first-rung ranking (Hyperband's second bracket): every
+        # ``hedge``-th trial to reach the first rung is not stopped there (0: none)
+        self.hedge = hedge
+        self._first_seen = 0
+        self._hedged: set[Hashable] = set()
 
     def report(self, key: Hashable, rung: int, vector: Sequence[float]) -> bool:
         """Record and decide. NaN entries count as the worst value seen."""
         if not 0 <= rung < self.n_rungs:
             raise ValueError(f"rung {rung} out of range 0..{self.n_rungs - 1}")
         vec = tuple(math.inf if (v is None or math.isnan(v)) else float(v) for v in vector)
+        if rung == 0 and key not in self.records[0]:
+            self._first_seen += 1
+            if self.hedge and self._first_seen % self.hedge == 0:
+                self._hedged.add(key)
         self.records[rung][key] = vec
         if rung == self.n_rungs - 1:
             return False  # full budget reached: nothing left to promote to
-        if not self.enabled:
+        if not self.enabled or (rung == 0 and key in self._hedged):
             return True
         keys = list(self.records[rung])
         pts = np.array([self.records[rung][k] for k in keys], dtype=float)

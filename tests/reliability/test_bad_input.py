@@ -116,6 +116,12 @@ def test_objectives_differ_from_the_existing_study(work: Path, capsys) -> None:
     assert _files(work) == before  # byte for byte
 
 
+@pytest.mark.parametrize("n", ["1", "-2"])
+def test_bad_hedge(work: Path, capsys, n: str) -> None:
+    _search_fails(work, capsys, ["--space", "quick", "--hedge", n],
+                  f"--hedge {n}", "N >= 2")
+
+
 def test_unknown_sampler(work: Path, capsys) -> None:
     _search_fails(work, capsys, ["--space", "quick", "--sampler", "annealing"],
                   "--sampler", "invalid choice: 'annealing'")

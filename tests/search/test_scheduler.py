@@ -126,6 +126,28 @@ def test_moasha_rejects_bad_arguments() -> None:
         MOASHA(2, eta=1)
     with pytest.raises(ValueError):
         MOASHA(2, eta=2).report("x", 5, [0.0])
+    for hedge in (-1, 1):
+        with pytest.raises(ValueError, match="hedge"):
+            MOASHA(2, eta=2, hedge=hedge)
+
+
+def test_the_hedge_spares_every_nth_trial_at_the_first_rung_only() -> None:
+    """--hedge 3: the 3rd, 6th, ... trial to reach the first rung continues however it
+    ranks there, and is judged like any other at the next rung; the others are not."""
+    def run(hedge: int) -> tuple[list[bool], bool]:
+        m = MOASHA(3, eta=3, hedge=hedge)
+        first = [m.report(i, 0, [-(10.0 - i)]) for i in range(6)]  # each worse than before
+        for i in range(6):  # the second rung: trial 5 (spared above) is the worst again
+            if i != 5:
+                m.report(i, 1, [-(10.0 - i)])
+        return first, m.report(5, 1, [-1.0])
+
+    first, second = run(0)
+    assert first[2] is False and first[5] is False  # the worst so far: stopped
+    first, second = run(3)
+    assert first[2] is True and first[5] is True  # spared at the first rung
+    assert first[3] is False and first[4] is False  # the others are judged as before
+    assert second is False  # and the spared trial is judged at the second rung
 
 
 @pytest.mark.parametrize("columns", [(0, 1, 2), (0, 1), (0, 2)])
