@@ -46,7 +46,7 @@ from nas.search.objectives import (
 from nas.search.pareto import pareto_front, study_hypervolume
 from nas.search.progress import Progress, fmt_s, format_front
 from nas.search.sampler import make_sampler
-from nas.search.scheduler import MOASHA, PROMOTIONS
+from nas.search.scheduler import MOASHA, PROMOTIONS, check_hedge
 from nas.search.searcher import AskTellSearcher
 from nas.search.space import ProxyBudget, SearchSpace, load_space
 from nas.search.storage import Abort, StorageGuard
@@ -309,9 +309,11 @@ def _prepare(opts: SearchOptions, out: TextIO) -> _Run:
                         f"{', '.join(RUNG_SIGNALS)}")
     if opts.promotion not in PROMOTIONS:
         raise UserError(f"--promotion {opts.promotion!r}: choose from {', '.join(PROMOTIONS)}")
-    if opts.hedge < 0 or opts.hedge == 1:
+    try:
+        check_hedge(opts.hedge)
+    except ValueError:
         raise UserError(f"--hedge {opts.hedge}: give 0 (no hedge) or N >= 2 (every N-th "
-                        "trial is not stopped at the first rung)")
+                        "trial is not stopped at the first rung)") from None
     if opts.trial_timeout_s and opts.executor == "local":
         raise UserError("--trial-timeout needs the Ray executor (a trial in the driver's own "
                         "process cannot be stopped)")

@@ -344,7 +344,7 @@ def init_ray(opts: RayOptions, warm: EvaluatorSpec | None = None,
             # Warm workers idle while Tune sets up (``wait_warm``), and on a busy machine
             # Ray then killed them and started the trials on fresh processes (seen in 3 of
             # 8 runs of tests/search/test_ray_warm.py's probe beside two busy processes;
-            # 0 of 4 with a longer threshold): give them a minute.
+            # 0 of 9 with a longer threshold): give them a minute.
             system["idle_worker_killing_time_threshold_ms"] = 60_000
             ready = os.path.join(tmp, "warm")
             os.makedirs(ready)

@@ -144,6 +144,12 @@ def promote(points: np.ndarray | Sequence[Sequence[float]], index: int, eta: flo
     return index in set(select_top(pts, k, quality, cut).tolist())
 
 
+def check_hedge(hedge: int) -> None:
+    """``MOASHA``'s ``hedge`` (the search's ``--hedge``): 0 (none) or N >= 2."""
+    if hedge < 0 or hedge == 1:
+        raise ValueError(f"hedge must be 0 or >= 2, got {hedge}")
+
+
 class MOASHA:
     """Per-rung records and the continue/stop decision of asynchronous MO successive halving.
 
@@ -161,8 +167,7 @@ class MOASHA:
             raise ValueError(f"eta must be > 1, got {eta}")
         if cut not in PROMOTIONS:
             raise ValueError(f"cut must be one of {PROMOTIONS}, got {cut!r}")
-        if hedge < 0 or hedge == 1:
-            raise ValueError(f"hedge must be 0 or >= 2, got {hedge}")
+        check_hedge(hedge)
         self.cut = cut
         self.n_rungs = n_rungs
         self.eta = eta
