@@ -156,12 +156,17 @@ def similarity(model: Any, texts: TextBatch, clips: ClipBatch, chunk_size: int =
                 exact = _score_flat(model, cenc, tenc, ti, top.reshape(-1), chunk_size, rec)
                 S = first - (2.0 * model.score_bound() + 1.0)
                 return S.scatter_(1, top, exact.view(n_t, k).to(S.dtype))
-            S = torch.empty(n_t * n_v, device=dev, dtype=score_dtype(cenc.x0.dtype))
-            for a in range(0, n_t * n_v, chunk_size):
-                flat = torch.arange(a, min(a + chunk_size, n_t * n_v), device=dev)
-                S[a:a + flat.shape[0]] = model.score_pairs(cenc, tenc, flat % n_v, flat // n_v,
-                                                           recorder=rec)
-            return S.view(n_t, n_v)
+            # blocks of texts x clips: each clip's keys/values are read in place, not copied
+            # per pair (model.score_grid)
+            n_c = min(n_v, chunk_size)
+            n_tb = max(1, chunk_size // n_c)
+            S = torch.empty(n_t, n_v, device=dev, dtype=score_dtype(cenc.x0.dtype))
+            for a in range(0, n_t, n_tb):
+                rows = torch.arange(a, min(a + n_tb, n_t), device=dev)
+                for c in range(0, n_v, n_c):
+                    S[a:a + n_tb, c:c + n_c] = model.score_grid(cenc, tenc, rows,
+                                                                slice(c, c + n_c), recorder=rec)
+            return S
     finally:
         model.train(was_training)
 

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from nas.model.common import GateMLP, safe_key_mask
 
 __all__ = [
-    "MultiHeadAttention", "NoTemperature", "Temperature", "make_temperature",
+    "MultiHeadAttention", "key_padding", "NoTemperature", "Temperature", "make_temperature",
     "NoFiLM", "FiLM", "make_film", "NoReweighting", "KeyReweighting",
 ]
 
@@ -73,6 +73,26 @@ def make_temperature(mode: str, heads: int) -> Temperature | NoTemperature:
     return NoTemperature() if mode == "none" else Temperature(heads, mode == "per_head")
 
 
+def key_padding(mask: Tensor) -> Tensor | None:
+    """``mask`` for ``attend``, or None when every key is valid (one check, made once per
+    batch of pairs by the caller rather than once per attention call)."""
+    return None if bool(mask.all()) else mask
+
+
+def _fold(x: Tensor, groups: int) -> Tensor:
+    """``[groups * C, H, L, ...] -> [C, H, groups * L, ...]`` (a view when groups = 1)."""
+    g_c, h, n = x.shape[:3]
+    return (x.view(groups, g_c // groups, h, n, *x.shape[3:]).movedim(0, 2)
+            .reshape(g_c // groups, h, groups * n, *x.shape[3:]))
+
+
+def _unfold(x: Tensor, groups: int) -> Tensor:
+    """The inverse of :func:`_fold`."""
+    c, h, g_n = x.shape[:3]
+    return (x.view(c, h, groups, g_n // groups, *x.shape[3:]).movedim(2, 0)
+            .reshape(groups * c, h, g_n // groups, *x.shape[3:]))
+
+
 # ----------------------------------------------------------------------------------
 # attention
 # ----------------------------------------------------------------------------------
@@ -107,19 +127,28 @@ class MultiHeadAttention(nn.Module):
         """``[N, M, D] -> (k, v)``, each ``[N, H, M, d_h]``."""
         return self._heads(self.k_proj(mem)), self._heads(self.v_proj(mem))
 
-    def attend(self, q: Tensor, k: Tensor, v: Tensor, key_mask: Tensor,
+    def attend(self, q: Tensor, k: Tensor, v: Tensor, key_mask: Tensor | None,
                key_bias: Tensor | None = None) -> Tensor:
         """softmax(q k^T / (sqrt(d_h) tau) + bias + mask) v, then the output projection.
 
-        key_mask: ``[P, M]`` bool (True = valid); key_bias: ``[P, M]`` additive or None.
+        q: ``[P, H, L, d_h]``; k, v: ``[C, H, M, d_h]``, key_mask: ``[C, M]`` bool (True =
+        valid) or None when every key is valid (the kernel then skips the mask: a third
+        faster on CPU for this model's short sequences; see :func:`key_padding`),
+        key_bias: ``[P, M]`` additive or None. Usually C = P (one memory per query
+        row). C < P means a text-major grid of P / C texts x the same C clips
+        (``PairInputs``): the texts' queries against one clip are folded into one attention
+        call over that clip's keys, which are never copied per pair (the rows of a softmax
+        are independent, so the result is the same).
         """
-        q = self.temperature.scale(q)
-        mask = safe_key_mask(key_mask)[:, None, None, :]
-        if key_bias is None:
-            attn_mask: Tensor = mask
-        else:
-            attn_mask = key_bias[:, None, None, :].to(q.dtype).masked_fill(~mask, float("-inf"))
-        o = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
+        groups = q.shape[0] // k.shape[0]
+        q = _fold(self.temperature.scale(q), groups)  # [C, H, groups * L, d_h]
+        mask = None if key_mask is None else safe_key_mask(key_mask)[:, None, None, :]
+        attn_mask = mask
+        if key_bias is not None:
+            bias = _fold(key_bias[:, None, None, :].expand(-1, 1, q.shape[2] // groups, -1),
+                         groups).to(q.dtype)
+            attn_mask = bias if mask is None else bias.masked_fill(~mask, float("-inf"))
+        o = _unfold(F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask), groups)
         p, h, s, dh = o.shape
         return self.out_proj(o.transpose(1, 2).reshape(p, s, h * dh))
 
@@ -131,7 +160,7 @@ class MultiHeadAttention(nn.Module):
         logits = logits.masked_fill(~safe_key_mask(key_mask)[:, None, None, :], float("-inf"))
         return logits.softmax(-1)
 
-    def forward(self, x: Tensor, mem: Tensor, key_mask: Tensor) -> Tensor:
+    def forward(self, x: Tensor, mem: Tensor, key_mask: Tensor | None) -> Tensor:
         k, v = self.project_kv(mem)
         return self.attend(self.project_q(x), k, v, key_mask)
 
@@ -142,6 +171,8 @@ class MultiHeadAttention(nn.Module):
 
 class NoFiLM(nn.Module):
     """Keys and values unchanged."""
+
+    per_pair = False  # the keys/values are the clip's: shared by every text it is paired with
 
     def forward(self, k: Tensor, v: Tensor, t_hat: Tensor | None) -> tuple[Tensor, Tensor]:
         return k, v
@@ -155,6 +186,8 @@ class FiLM(nn.Module):
     the same q.beta to every logit and leaves the softmax unchanged (the plan's bug); it is
     kept because on values it does matter.
     """
+
+    per_pair = True  # the keys/values depend on the text: one memory per pair
 
     def __init__(self, dim: int, heads: int, values: bool) -> None:
         super().__init__()

@@ -29,6 +29,7 @@ from nas.model.attention import (
     KeyReweighting,
     MultiHeadAttention,
     NoReweighting,
+    key_padding,
     make_film,
     make_temperature,
 )
@@ -43,7 +44,7 @@ __all__ = ["PairInputs", "ClipSummary", "FusionBlock", "NoQueryFusion", "ScalarQ
            "PerHeadQueryFusion", "SinglePath", "DualPath"]
 
 
-def _take(x: Tensor, idx: Tensor | None) -> Tensor:
+def _take(x: Tensor, idx: Tensor | slice | None) -> Tensor:
     return x if idx is None else x[idx]
 
 
@@ -51,31 +52,44 @@ class PairInputs:
     """The (text, clip) pairs being fused: clip-side tensors gathered by ``clip_idx``.
 
     ``clip_idx``/``text_idx`` None means "identity" (text-agnostic fusion of every clip).
-    Rarely needed tensors (raw audio memory, cached keys/values) are gathered lazily.
-    ``key_bias`` carries variant 12's bias from one layer to the next.
+    Rarely needed tensors (raw audio memory) are gathered lazily. ``key_bias`` carries
+    variant 12's bias from one layer to the next.
+
+    The audio memory (cached keys/values and their mask ``amask``) is taken by ``memory``
+    (default: ``clip_idx``, one memory per pair). For a text-major grid of T texts x C
+    clips (``memory`` = the C clips, e.g. a slice: a view, no copy) it is taken once per
+    clip, not once per pair, and ``MultiHeadAttention.attend`` folds the T texts' queries
+    against each clip into one call. ``vkeys``/``akeys`` are the frame and audio masks as
+    attention takes them: None when nothing in the batch is padded (checked once here).
     """
 
     def __init__(self, clips: "ClipEncoding", texts: "TextEncoding | None",
-                 clip_idx: Tensor | None, text_idx: Tensor | None) -> None:
+                 clip_idx: Tensor | None, text_idx: Tensor | None,
+                 memory: Tensor | slice | None = None) -> None:
         self._clips, self._ci = clips, clip_idx
+        self._mem = clip_idx if memory is None else memory
         self.vmask = _take(clips.vmask, clip_idx)
-        self.amask = _take(clips.amask, clip_idx)
+        self.amask = _take(clips.amask, self._mem)
         self.abar = _take(clips.abar, clip_idx)
         self.astd = _take(clips.astd, clip_idx)
         self.has_audio = _take(clips.has_audio, clip_idx)
         self.tbar = None if texts is None else _take(texts.tbar, text_idx)
         self.that = None if texts is None else _take(texts.that, text_idx)
         self.key_bias: Tensor | None = None
+        # the masks as attention takes them: None when nothing is padded
+        self.vkeys = key_padding(self.vmask)
+        self.akeys = key_padding(self.amask)
 
     @cached_property
     def audio(self) -> Tensor:
         return _take(self._clips.audio, self._ci)
 
     def kv(self, layer: int, path: str) -> tuple[Tensor, Tensor]:
-        """Keys and values of ``path`` ("main" / "text") at ``layer``, precomputed per clip."""
+        """Keys and values of ``path`` ("main" / "text") at ``layer``, precomputed per clip
+        (one per memory, see the class docstring)."""
         assert self._clips.kv is not None, "clip encoding has no cached keys/values"
         k, v = self._clips.kv[layer][path]
-        return _take(k, self._ci), _take(v, self._ci)
+        return _take(k, self._mem), _take(v, self._mem)
 
 
 class ClipSummary(nn.Module):
@@ -177,7 +191,7 @@ class DualPath(nn.Module):
                 ctx: FusionContext) -> Tensor:
         q = self.attn.project_q(self.norm(p.that).unsqueeze(1))  # type: ignore[arg-type]
         k, v = p.kv(layer, "text")
-        z_t = self.attn.attend(q, k, v, p.amask, p.key_bias)  # [P, 1, D]
+        z_t = self.attn.attend(q, k, v, p.akeys, p.key_bias)  # [P, 1, D]
         w = torch.sigmoid(self.mix(s)).unsqueeze(1)  # [P, 1, 1]
         ctx.gate(layer, "path", w, "sigmoid")
         return w * z_v + (1 - w) * z_t
@@ -231,11 +245,11 @@ class FusionBlock(nn.Module):
 
         q = self.cross_attn.project_q(self.ln3(fused_query)) + q_inject
         k, v = self.film(*p.kv(self.layer, "main"), p.that)
-        z = self.cross_attn.attend(q, k, v, p.amask, p.key_bias)
+        z = self.cross_attn.attend(q, k, v, p.akeys, p.key_bias)
         z = self.audio_path(z, s, p, self.layer, ctx)
         x = x + r * g_a * z
         x = x + g_f * self.cross_ff(self.ln4(x))
         h = self.ln1(x)
-        x = x + self.self_attn(h, h, p.vmask)
+        x = x + self.self_attn(h, h, p.vkeys)
         p.key_bias = self.reweight(x, p, self.layer, ctx)
         return x + self.mlp(self.ln2(x))

@@ -141,6 +141,8 @@ class FusionRetrievalModel(nn.Module):
         self.pool_t = make_pool(cfg.pooling, d)
         self.audio_presence = _AudioPresence(cfg.residual_gate)
         self.blocks = nn.ModuleList(FusionBlock(cfg, i, self.pool_v) for i in range(cfg.layers))
+        # keys/values modulated by the text (FiLM) cannot be shared across a grid's texts
+        self._per_pair_memory = any(cast(FusionBlock, b).film.per_pair for b in self.blocks)
         with_text = cfg.gate_inputs == "vat"
         in_dim = (3 if with_text else 2) * d
         self.router_summary = ClipSummary(with_text)
@@ -219,9 +221,12 @@ class FusionRetrievalModel(nn.Module):
     # fusion and similarity
     # ------------------------------------------------------------------------------
     def _fuse(self, clips: ClipEncoding, texts: TextEncoding | None, clip_idx: Tensor | None,
-              text_idx: Tensor | None, ctx: FusionContext) -> Tensor:
-        """Fuse aligned pairs -> L2-normalised fused frames ``[P, F, D]``."""
-        p = PairInputs(clips, texts, clip_idx, text_idx)
+              text_idx: Tensor | None, ctx: FusionContext,
+              memory: Tensor | slice | None = None) -> Tensor:
+        """Fuse aligned pairs -> L2-normalised fused frames ``[P, F, D]``.
+
+        ``memory``: the clips of a text-major grid of pairs (see ``PairInputs``)."""
+        p = PairInputs(clips, texts, clip_idx, text_idx, memory)
         ctx.frame_mask = p.vmask
         x0 = clips.x0 if clip_idx is None else clips.x0[clip_idx]
         w = self.router.weights(self.router_summary(self.pool_v(x0, p.vmask), p), ctx)
@@ -284,9 +289,30 @@ class FusionRetrievalModel(nn.Module):
         return self._score_conditioned(clips, texts, clip_idx, text_idx, ctx)
 
     def _score_conditioned(self, clips: ClipEncoding, texts: TextEncoding, clip_idx: Tensor,
-                           text_idx: Tensor, ctx: FusionContext) -> Tensor:
-        fused = self._fuse(clips, texts, clip_idx, text_idx, ctx)
+                           text_idx: Tensor, ctx: FusionContext,
+                           memory: Tensor | slice | None = None) -> Tensor:
+        fused = self._fuse(clips, texts, clip_idx, text_idx, ctx, memory)
         return self.pair_similarity(texts.t[text_idx], fused, clips.vmask[clip_idx])
+
+    def score_grid(self, clips: ClipEncoding, texts: TextEncoding, text_idx: Tensor,
+                   clip_block: slice, recorder: Recorder | None = None) -> Tensor:
+        """Scores ``[T, C]`` of every text of ``text_idx`` against every clip of
+        ``clip_block`` (a slice of ``clips``): the same scores as ``score_pairs`` on the
+        T x C aligned pairs, but each clip's audio memory is read in place, once, not
+        copied per pair (see ``PairInputs``)."""
+        ctx = FusionContext(recorder=recorder)
+        return self._grid_scores(clips, texts, text_idx, clip_block, ctx)
+
+    def _grid_scores(self, clips: ClipEncoding, texts: TextEncoding, text_idx: Tensor,
+                     clip_block: slice, ctx: FusionContext) -> Tensor:
+        dev = text_idx.device
+        cols = torch.arange(len(clips), device=dev)[clip_block]
+        n_t, n_c = text_idx.shape[0], cols.shape[0]
+        ti, ci = text_idx.repeat_interleave(n_c), cols.repeat(n_t)
+        if not self.text_conditioned:
+            return self.score_pairs(clips, texts, ci, ti).view(n_t, n_c)
+        memory = ci if self._per_pair_memory else clip_block
+        return self._score_conditioned(clips, texts, ci, ti, ctx, memory).view(n_t, n_c)
 
     def agnostic_scores(self, clips: ClipEncoding, texts: TextEncoding) -> Tensor:
         """Cheap text-agnostic first-stage scores ``[N_t, N_v]`` for reranking: the same
@@ -332,9 +358,8 @@ class FusionRetrievalModel(nn.Module):
             parts["infonce"] = symmetric_infonce(S if margin is None else S + margin, text_clip)
             gate_rows = None if enc.gates is None else enc.gates[text_clip]
         elif negatives <= 0:
-            ti = torch.arange(b_t, device=self.device).repeat_interleave(b_v)
-            ci = torch.arange(b_v, device=self.device).repeat(b_t)
-            S = self._score_conditioned(enc, tenc, ci, ti, ctx).view(b_t, b_v)
+            S = self._grid_scores(enc, tenc, torch.arange(b_t, device=self.device),
+                                  slice(0, b_v), ctx)
             parts["infonce"] = symmetric_infonce(S if margin is None else S + margin, text_clip)
             g = ctx.gate_matrix()
             positives = torch.arange(b_t, device=self.device) * b_v + text_clip

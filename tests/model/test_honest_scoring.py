@@ -147,7 +147,51 @@ def test_text_independent_work_once_per_clip(monkeypatch) -> None:
             return _orig(*a, **k)
         monkeypatch.setattr(model, meth, wrapped)
     similarity(model, make_texts(7, cfg), make_clips(10, cfg), chunk_size=16)
-    assert calls == {"encode_clips": 1, "score_pairs": 5}  # 70 pairs in chunks of 16
+    # 70 pairs in grids of 1 text x 10 clips (at most 16 pairs each); score_grid fuses
+    # them itself, without going through score_pairs
+    assert calls == {"encode_clips": 1, "score_pairs": 0}
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_grid_scores_equal_aligned_pair_scores(name: str) -> None:
+    """score_grid reads each clip's keys/values once for all its texts (folded attention);
+    its scores are those of the same pairs scored one memory per pair."""
+    model, texts, clips = _setup(name)
+    cenc, tenc = model.encode_clips(clips), model.encode_texts(texts)
+    rows = torch.tensor([5, 1, 3])
+    with torch.no_grad():
+        G = model.score_grid(cenc, tenc, rows, slice(2, 9))
+        ti, ci = rows.repeat_interleave(7), torch.arange(2, 9).repeat(3)
+        P = model.score_pairs(cenc, tenc, ci, ti).view(3, 7)
+    assert G.shape == (3, 7)
+    torch.testing.assert_close(G, P, rtol=1e-12, atol=1e-10)
+
+
+@pytest.mark.parametrize("name", ["base", "12_reweighting", "6_dual_path", "5_film_keys", "all_on"])
+def test_grid_training_loss_gradients_equal_aligned_pairs(name: str, monkeypatch) -> None:
+    """Training's B x B pairs go through the grid; the loss and every gradient are those of
+    the aligned-pair path."""
+    model, texts, clips = _setup(name)
+    model.train()
+    text_clip = torch.tensor([0, 1, 2, 3, 4, 5, 6])
+
+    def grads() -> tuple[float, dict[str, torch.Tensor]]:
+        model.zero_grad()
+        torch.manual_seed(0)
+        out = model.training_loss(clips, texts, text_clip)
+        out.loss.backward()
+        return float(out.loss.detach()), {n: p.grad.clone() for n, p in model.named_parameters()
+                                 if p.grad is not None}
+
+    loss_g, g_grid = grads()
+    orig = model._fuse
+    monkeypatch.setattr(model, "_fuse", lambda c, t, ci, ti, ctx, memory=None:
+                        orig(c, t, ci, ti, ctx, None))  # one memory per pair
+    loss_a, g_aligned = grads()
+    assert loss_g == pytest.approx(loss_a, rel=1e-12)
+    assert g_grid.keys() == g_aligned.keys() and g_grid
+    for n in g_grid:
+        torch.testing.assert_close(g_grid[n], g_aligned[n], rtol=1e-9, atol=1e-11, msg=n)
 
 
 def test_text_agnostic_config_fuses_each_clip_once(monkeypatch) -> None:
@@ -174,9 +218,9 @@ def test_training_loss_fuses_every_pair(monkeypatch) -> None:
     seen = []
     orig = model._fuse
 
-    def spy(clips, texts, ci, ti, ctx):
+    def spy(clips, texts, ci, ti, ctx, memory=None):
         seen.append((ci.clone(), ti.clone()))
-        return orig(clips, texts, ci, ti, ctx)
+        return orig(clips, texts, ci, ti, ctx, memory)
     monkeypatch.setattr(model, "_fuse", spy)
     model.training_loss(make_clips(4, cfg), make_texts(5, cfg), torch.tensor([0, 1, 2, 3, 0]))
     ci, ti = seen[0]

@@ -177,3 +177,35 @@ def test_model_gate_records_cover_every_gate_kind() -> None:
     assert st["layer0/attn"]["count"] == int(clips.video_mask.sum()) * len(texts)
     assert st["layer0/query"]["count"] == len(texts) * len(clips)
     assert len(st["routing"]) == 2 and len(st["routing_skipped"]) == 2
+
+
+# ----------------------------------------------------------------------------------
+# unpadded batches: attention without a mask gives the masked result
+# ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("changes", [{}, {"attn_reweighting": True}, {"dual_path": True}])
+def test_unpadded_pairs_skip_the_mask_and_score_the_same(changes, monkeypatch) -> None:
+    """With nothing padded the fusion passes no mask to attention (``key_padding``); the
+    scores equal those with the all-true mask applied, and the mask path is still taken
+    when one frame or token is padded."""
+    import nas.model.block as block
+
+    cfg = tiny_config(**changes)
+    model = build_model(cfg)
+    randomize(model)
+    clips = make_clips(6, cfg, seed=3)
+    clips = replace(clips, video_mask=torch.ones_like(clips.video_mask),
+                    audio_mask=torch.ones_like(clips.audio_mask))
+    texts = make_texts(5, cfg, seed=4)
+    seen = []
+    orig = block.key_padding
+    monkeypatch.setattr(block, "key_padding", lambda m: seen.append(orig(m)) or orig(m))
+    fast = similarity(model, texts, clips)
+    assert seen and all(s is None for s in seen)
+    monkeypatch.setattr(block, "key_padding", lambda m: m)  # always the mask
+    torch.testing.assert_close(similarity(model, texts, clips), fast, rtol=1e-5, atol=1e-5)
+    monkeypatch.setattr(block, "key_padding", lambda m: seen.append(orig(m)) or orig(m))
+    seen.clear()
+    padded = make_clips(6, cfg, seed=3)
+    similarity(model, texts, padded)
+    assert any(s is not None for s in seen)
