@@ -5,7 +5,7 @@ Text-conditioned reference config (query fusion + gates reading the text), width
 fuse and score, for each pair) is timed on a random subset of pairs and extrapolated to
 all N_t x N_v pairs; its scores are checked against the batched matrix.
 
-    python bench/bench_scoring.py [--n 256] [--naive-pairs 256] [--chunk 4096]
+    python bench/bench_scoring.py [--n 256] [--naive-pairs 256] [--chunk 4096] [--padded]
     python bench/bench_scoring.py --train-steps 20     # training's text-conditioned path
 
 ``--train-steps N`` instead times N training steps of the same configuration (batch 32:
@@ -119,6 +119,10 @@ def main() -> None:
     ap.add_argument("--naive-pairs", type=int, default=256,
                     help="pairs timed in the naive loop (extrapolated to n*n)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
+    ap.add_argument("--padded", action="store_true",
+                    help="pad clips as the synthetic data set does (random frame and audio "
+                         "lengths); by default nothing is padded, as with real clips sampled "
+                         "to a fixed frame count, and attention skips its key mask")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--train-steps", type=int, default=0,
                     help="time this many training steps instead (see above)")
@@ -137,8 +141,12 @@ def main() -> None:
         train_churn(cfg, args.train_steps, args.batch, f)
         return
     model = build_model(cfg).to(dev).eval()
-    clips = ClipBatch(torch.randn(n, f, 512), torch.ones(n, f, dtype=torch.bool),
-                      torch.randn(n, 32, 768), torch.ones(n, 32, dtype=torch.bool),
+    vmask, amask = torch.ones(n, f, dtype=torch.bool), torch.ones(n, 32, dtype=torch.bool)
+    if args.padded:
+        g = torch.Generator().manual_seed(2)
+        vmask &= torch.arange(f) < torch.randint(f // 2, f + 1, (n, 1), generator=g)
+        amask &= torch.arange(32) < torch.randint(16, 33, (n, 1), generator=g)
+    clips = ClipBatch(torch.randn(n, f, 512), vmask, torch.randn(n, 32, 768), amask,
                       torch.ones(n, dtype=torch.bool)).to(dev)
     texts = TextBatch(torch.randn(n, 1, 512), torch.ones(n, 1, dtype=torch.bool)).to(dev)
 
@@ -177,7 +185,8 @@ def main() -> None:
     rel = err / S.abs().max().item()
     print(f"config: width {cfg.width}, layers {cfg.layers}, heads {cfg.heads}, frames {f}, "
           f"audio 32 tokens -> {cfg.resampler_queries} queries, text-conditioned "
-          f"(id {cfg.fusion_id}); device {dev}, torch threads {torch.get_num_threads()}")
+          f"(id {cfg.fusion_id}); device {dev}, torch threads {torch.get_num_threads()}; "
+          f"clips {'padded (--padded)' if args.padded else 'not padded'}")
     from nas.evaluate import pair_chunk
 
     used = args.chunk or pair_chunk(model, f)
