@@ -17,6 +17,7 @@ seconds and minor page faults; run it with ``NAS_MALLOC_TUNING=0`` beside it to 
 from __future__ import annotations
 
 import argparse
+import json
 import resource
 import sys
 import time
@@ -123,6 +124,9 @@ def main() -> None:
                     help="pad clips as the synthetic data set does (random frame and audio "
                          "lengths); by default nothing is padded, as with real clips sampled "
                          "to a fixed frame count, and attention skips its key mask")
+    ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                    help="override a FusionConfig field (repeatable), e.g. "
+                         "--set text_audio=keys_values")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--train-steps", type=int, default=0,
                     help="time this many training steps instead (see above)")
@@ -134,8 +138,18 @@ def main() -> None:
     dev = torch.device(args.device)
     torch.manual_seed(0)
     n, f = args.n, args.frames
-    cfg = FusionConfig(video_dim=512, audio_dim=768, text_dim=512, max_frames=f, width=args.width,
-                       layers=args.layers, heads=4, resampler_layers=1, resampler_queries=12)
+    overrides = {}
+    for item in args.set:
+        key, sep, val = item.partition("=")
+        if not sep:
+            ap.error(f"--set {item!r}: expected FIELD=VALUE")
+        try:
+            overrides[key] = json.loads(val)  # numbers, true/false, lists
+        except json.JSONDecodeError:
+            overrides[key] = val  # a plain string such as keys_values
+    cfg = FusionConfig(**{**dict(video_dim=512, audio_dim=768, text_dim=512, max_frames=f,
+                                 width=args.width, layers=args.layers, heads=4,
+                                 resampler_layers=1, resampler_queries=12), **overrides})
     assert cfg.text_conditioned
     if args.train_steps:
         train_churn(cfg, args.train_steps, args.batch, f)
@@ -184,6 +198,7 @@ def main() -> None:
     err = (naive - S.reshape(-1)[flat].cpu()).abs().max().item()
     rel = err / S.abs().max().item()
     print(f"config: width {cfg.width}, layers {cfg.layers}, heads {cfg.heads}, frames {f}, "
+          f"overrides {overrides or 'none'}, "
           f"audio 32 tokens -> {cfg.resampler_queries} queries, text-conditioned "
           f"(id {cfg.fusion_id}); device {dev}, torch threads {torch.get_num_threads()}; "
           f"clips {'padded (--padded)' if args.padded else 'not padded'}")

@@ -4,7 +4,8 @@
 - variant 2, temperature: ``softmax(q k^T / (sqrt(d_h) tau) + mask)``, implemented by
   dividing the *queries* by tau (the plan divided the mask, which does nothing),
 - variant 4, per-head query injection: an additive term on the projected queries,
-- variant 5, FiLM of the projected keys (and values) by the text,
+- variant 5, FiLM of the projected keys (and values) by the text, applied to the queries
+  and to the attention output, which is equivalent (see ``FiLM``),
 - variant 12, a key-wise additive bias (log reliability of each audio token).
 
 Keys and values are projected by ``project_kv`` separately from the queries so that the
@@ -128,13 +129,16 @@ class MultiHeadAttention(nn.Module):
         return self._heads(self.k_proj(mem)), self._heads(self.v_proj(mem))
 
     def attend(self, q: Tensor, k: Tensor, v: Tensor, key_mask: Tensor | None,
-               key_bias: Tensor | None = None) -> Tensor:
+               key_bias: Tensor | None = None,
+               out_affine: tuple[Tensor, Tensor] | None = None) -> Tensor:
         """softmax(q k^T / (sqrt(d_h) tau) + bias + mask) v, then the output projection.
 
         q: ``[P, H, L, d_h]``; k, v: ``[C, H, M, d_h]``, key_mask: ``[C, M]`` bool (True =
         valid) or None when every key is valid (the kernel then skips the mask: a third
         faster on CPU for this model's short sequences; see :func:`key_padding`),
-        key_bias: ``[P, M]`` additive or None. Usually C = P (one memory per query
+        key_bias: ``[P, M]`` additive or None; out_affine: (scale, shift), each
+        ``[P, H, 1, d_h]``, applied to the heads' outputs before the output projection
+        (FiLM of the values, see ``FiLM``) or None. Usually C = P (one memory per query
         row). C < P means a text-major grid of P / C texts x the same C clips
         (``PairInputs``): the texts' queries against one clip are folded into one attention
         call over that clip's keys, which are never copied per pair (the rows of a softmax
@@ -149,6 +153,8 @@ class MultiHeadAttention(nn.Module):
                          groups).to(q.dtype)
             attn_mask = bias if mask is None else bias.masked_fill(~mask, float("-inf"))
         o = _unfold(F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask), groups)
+        if out_affine is not None:
+            o = torch.addcmul(out_affine[1], o, out_affine[0])
         p, h, s, dh = o.shape
         return self.out_proj(o.transpose(1, 2).reshape(p, s, h * dh))
 
@@ -172,10 +178,11 @@ class MultiHeadAttention(nn.Module):
 class NoFiLM(nn.Module):
     """Keys and values unchanged."""
 
-    per_pair = False  # the keys/values are the clip's: shared by every text it is paired with
+    def queries(self, q: Tensor, t_hat: Tensor | None) -> Tensor:
+        return q
 
-    def forward(self, k: Tensor, v: Tensor, t_hat: Tensor | None) -> tuple[Tensor, Tensor]:
-        return k, v
+    def values(self, t_hat: Tensor | None) -> None:
+        return None
 
 
 class FiLM(nn.Module):
@@ -185,9 +192,20 @@ class FiLM(nn.Module):
     multiplicative part is what changes the attention: a shift beta added to every key adds
     the same q.beta to every logit and leaves the softmax unchanged (the plan's bug); it is
     kept because on values it does matter.
-    """
 
-    per_pair = True  # the keys/values depend on the text: one memory per pair
+    Computed without modulating the clip's keys and values per pair, by two identities
+    (per head, gamma and beta broadcast over the keys):
+
+    - q . (k (1 + gamma_k) + beta_k) = (q (1 + gamma_k)) . k + q . beta_k, and the last term
+      is the same for every key: the softmax of the modulated keys is that of the keys
+      against the modulated query (``queries``);
+    - sum_j p_j (v_j (1 + gamma_v) + beta_v) = (sum_j p_j v_j) (1 + gamma_v) + beta_v, since
+      the probabilities sum to 1: the attention output is modulated instead (``values``).
+
+    So the keys and values stay the clip's, shared by every text (``PairInputs``), and the
+    work per pair is on the L queries, not the M keys.
+    ``tests/model/test_model_variants.py`` checks both against the literal definition.
+    """
 
     def __init__(self, dim: int, heads: int, values: bool) -> None:
         super().__init__()
@@ -199,17 +217,30 @@ class FiLM(nn.Module):
                 nn.init.zeros_(lin.weight)
                 nn.init.zeros_(lin.bias)
 
-    def _modulate(self, lin: nn.Linear, x: Tensor, t_hat: Tensor) -> Tensor:
+    def _film(self, lin: nn.Linear, t_hat: Tensor | None) -> tuple[Tensor, Tensor]:
+        """(1 + gamma, beta), each ``[P, H, 1, d_h]``."""
+        assert t_hat is not None, "FiLM needs the text"
         p = t_hat.shape[0]
         gamma, beta = lin(t_hat).view(p, 2, self.heads, 1, -1).unbind(1)
-        return x * (1 + gamma) + beta
+        return 1 + gamma, beta
 
-    def forward(self, k: Tensor, v: Tensor, t_hat: Tensor | None) -> tuple[Tensor, Tensor]:
-        assert t_hat is not None, "FiLM needs the text"
-        k = self._modulate(self.k_film, k, t_hat)
+    def modulate(self, k: Tensor, v: Tensor, t_hat: Tensor) -> tuple[Tensor, Tensor]:
+        """The literal definition on per-pair keys and values ``[P, H, M, d_h]`` (for tests
+        and analysis; the fusion uses ``queries`` and ``values``)."""
+        scale, shift = self._film(self.k_film, t_hat)
+        k = k * scale + shift
         if self.v_film is not None:
-            v = self._modulate(self.v_film, v, t_hat)
+            scale, shift = self._film(self.v_film, t_hat)
+            v = v * scale + shift
         return k, v
+
+    def queries(self, q: Tensor, t_hat: Tensor | None) -> Tensor:
+        """``[P, H, L, d_h]`` queries that score the clip's keys as the modulated keys."""
+        return q * self._film(self.k_film, t_hat)[0]
+
+    def values(self, t_hat: Tensor | None) -> tuple[Tensor, Tensor] | None:
+        """(scale, shift) of the attention output, or None when only the keys are modulated."""
+        return None if self.v_film is None else self._film(self.v_film, t_hat)
 
 
 def make_film(mode: str, dim: int, heads: int) -> nn.Module:

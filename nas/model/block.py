@@ -8,6 +8,7 @@
     g_a, g_f = gate heads * layer decay       (10, 11, 13; 1A/1B)
     r = reliability gate                      (3; 1 when off)
     z = CrossAttn(LN3(fused_query) (+ q_inject), FiLM(k, v), key bias)   (2, 5, 12)
+                                              (FiLM taken through q and the output)
     z = audio path(z)                         (6: dual path; identity when off)
     x += r * g_a * z
     x += g_f * CrossFF(LN4(x))
@@ -243,9 +244,10 @@ class FusionBlock(nn.Module):
         r = self.reliability(xbar, p, self.layer, ctx)
         self.cross_attn.temperature.record(self.layer, ctx)
 
-        q = self.cross_attn.project_q(self.ln3(fused_query)) + q_inject
-        k, v = self.film(*p.kv(self.layer, "main"), p.that)
-        z = self.cross_attn.attend(q, k, v, p.akeys, p.key_bias)
+        q = self.film.queries(self.cross_attn.project_q(self.ln3(fused_query)) + q_inject,
+                              p.that)
+        k, v = p.kv(self.layer, "main")
+        z = self.cross_attn.attend(q, k, v, p.akeys, p.key_bias, self.film.values(p.that))
         z = self.audio_path(z, s, p, self.layer, ctx)
         x = x + r * g_a * z
         x = x + g_f * self.cross_ff(self.ln4(x))

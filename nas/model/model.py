@@ -141,8 +141,6 @@ class FusionRetrievalModel(nn.Module):
         self.pool_t = make_pool(cfg.pooling, d)
         self.audio_presence = _AudioPresence(cfg.residual_gate)
         self.blocks = nn.ModuleList(FusionBlock(cfg, i, self.pool_v) for i in range(cfg.layers))
-        # keys/values modulated by the text (FiLM) cannot be shared across a grid's texts
-        self._per_pair_memory = any(cast(FusionBlock, b).film.per_pair for b in self.blocks)
         with_text = cfg.gate_inputs == "vat"
         in_dim = (3 if with_text else 2) * d
         self.router_summary = ClipSummary(with_text)
@@ -311,8 +309,7 @@ class FusionRetrievalModel(nn.Module):
         ti, ci = text_idx.repeat_interleave(n_c), cols.repeat(n_t)
         if not self.text_conditioned:
             return self.score_pairs(clips, texts, ci, ti).view(n_t, n_c)
-        memory = ci if self._per_pair_memory else clip_block
-        return self._score_conditioned(clips, texts, ci, ti, ctx, memory).view(n_t, n_c)
+        return self._score_conditioned(clips, texts, ci, ti, ctx, clip_block).view(n_t, n_c)
 
     def agnostic_scores(self, clips: ClipEncoding, texts: TextEncoding) -> Tensor:
         """Cheap text-agnostic first-stage scores ``[N_t, N_v]`` for reranking: the same

@@ -120,3 +120,28 @@ def test_input_dimension_errors_name_the_field() -> None:
         model.encode_clips(clips)
     with pytest.raises(UserError, match="max_frames"):
         model.encode_clips(make_clips(2, cfg, frames=9))
+
+
+@pytest.mark.parametrize("values", [False, True])
+def test_film_through_queries_and_output_equals_modulated_keys_and_values(values: bool) -> None:
+    """Variant 5 is defined on the keys (and values): k' = k (1 + gamma) + beta. The fusion
+    applies it to the queries and to the attention output instead, so the clip's keys and
+    values are shared by every text; the result is the literal definition's."""
+    from nas.model.attention import FiLM, MultiHeadAttention
+
+    g = torch.Generator().manual_seed(0)
+    attn, film = MultiHeadAttention(16, 4), FiLM(16, 4, values=values)
+    with torch.no_grad():
+        for p in list(attn.parameters()) + list(film.parameters()):
+            p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float64) * 0.5)
+    attn, film = attn.double(), film.double()
+    x = torch.randn(5, 3, 16, generator=g).double()
+    mem = torch.randn(5, 7, 16, generator=g).double()
+    t_hat = torch.randn(5, 16, generator=g).double()
+    mask = torch.arange(7)[None] < torch.tensor([7, 4, 1, 6, 2])[:, None]
+    q, (k, v) = attn.project_q(x), attn.project_kv(mem)
+    literal = attn.attend(q, *film.modulate(k, v, t_hat), mask)
+    fused = attn.attend(film.queries(q, t_hat), k, v, mask, None, film.values(t_hat))
+    torch.testing.assert_close(fused, literal, rtol=1e-10, atol=1e-12)
+    plain = attn.attend(q, k, v, mask)
+    assert (literal - plain).abs().max() > 1e-2  # the modulation does change the output
