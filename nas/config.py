@@ -16,6 +16,7 @@ field and the problem (``ConfigError``).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -63,6 +64,13 @@ def _check(cond: bool, field_name: str, msg: str, source: str = "") -> None:
         raise ConfigError(f"{where}field '{field_name}': {msg}")
 
 
+@functools.cache
+def _type_hints(cls: type) -> dict[str, Any]:
+    """``get_type_hints`` of a config class, resolved once: the search builds a config per
+    candidate it weighs (hundreds a run), and resolving the annotations was most of that."""
+    return get_type_hints(cls)
+
+
 class _Base:
     """Shared behaviour of the two frozen configs: dict/YAML round trip and validation."""
 
@@ -78,7 +86,7 @@ class _Base:
         """Build from a mapping, rejecting unknown keys and coercing simple types."""
         data = dict(data or {})
         known = {f.name: f for f in fields(cls)}  # type: ignore[arg-type]
-        hints = get_type_hints(cls)
+        hints = _type_hints(cls)
         unknown = sorted(set(data) - set(known))
         if unknown:
             where = f"{source}: " if source else ""
@@ -222,7 +230,7 @@ class FusionConfig(_Base):
             or self.dual_path
         )
 
-    @property
+    @functools.cached_property
     def fusion_id(self) -> str:
         """Id of the architecture: 12 hex chars of the SHA-256 of the canonical JSON form.
 
