@@ -64,11 +64,15 @@ def _check(cond: bool, field_name: str, msg: str, source: str = "") -> None:
         raise ConfigError(f"{where}field '{field_name}': {msg}")
 
 
-@functools.cache
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
 def _type_hints(cls: type) -> dict[str, Any]:
     """``get_type_hints`` of a config class, resolved once: the search builds a config per
     candidate it weighs (hundreds a run), and resolving the annotations was most of that."""
-    return get_type_hints(cls)
+    if cls not in _HINTS:
+        _HINTS[cls] = get_type_hints(cls)
+    return _HINTS[cls]
 
 
 class _Base:

@@ -243,7 +243,7 @@ class FiLM(nn.Module):
         return None if self.v_film is None else self._film(self.v_film, t_hat)
 
 
-def make_film(mode: str, dim: int, heads: int) -> nn.Module:
+def make_film(mode: str, dim: int, heads: int) -> NoFiLM | FiLM:
     """``none`` | ``keys`` | ``keys_values`` -> FiLM module."""
     return NoFiLM() if mode == "none" else FiLM(dim, heads, values=(mode == "keys_values"))
 

@@ -27,8 +27,10 @@ from torch import Tensor, nn
 
 from nas.config import FusionConfig
 from nas.model.attention import (
+    FiLM,
     KeyReweighting,
     MultiHeadAttention,
+    NoFiLM,
     NoReweighting,
     key_padding,
     make_film,
@@ -221,7 +223,7 @@ class FusionBlock(nn.Module):
         self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
         self.ln3, self.ln4 = nn.LayerNorm(d), nn.LayerNorm(d)
         self.cross_attn = MultiHeadAttention(d, h, make_temperature(cfg.attn_temperature, h))
-        self.film = make_film(cfg.text_audio, d, h)
+        self.film: NoFiLM | FiLM = make_film(cfg.text_audio, d, h)
         self.audio_path: DualPath | SinglePath = (DualPath(cfg, in_dim) if cfg.dual_path
                                                   else SinglePath())
         self.cross_ff = Mlp(d, bias=False)
