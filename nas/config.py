@@ -36,7 +36,6 @@ __all__ = [
     "FusionConfig",
     "TrainConfig",
     "atomic_write_text",
-    "canonical_key",
     "config_key",
     "config_to_yaml",
     "load_config_file",
@@ -220,22 +219,6 @@ class FusionConfig(_Base):
         _check(self.rerank_k >= 0, "rerank_k", f"must be >= 0 (0 = exact), got {self.rerank_k}")
 
     # ------------------------------------------------------------------------------
-    def canonical(self) -> "FusionConfig":
-        """The same model with settings that cannot act written as their off value.
-
-        With one layer, the fixed layer decay is 1 - 0/1 = 1 (1A multiplies the gates by
-        exactly 1) and attention reweighting is never built (it biases the *next* layer).
-        Such a configuration computes exactly what its canonical form computes, so a search
-        trains only one of them (``canonical_key``)."""
-        if self.layers != 1:
-            return self
-        changes: dict[str, Any] = {}
-        if self.layer_decay == "fixed":
-            changes["layer_decay"] = "none"
-        if self.attn_reweighting:
-            changes["attn_reweighting"] = False
-        return self.replace(**changes) if changes else self
-
     @property
     def text_conditioned(self) -> bool:
         """True when the fused video depends on the text (a cross-encoder, model.md §3).
@@ -331,13 +314,6 @@ def config_key(fusion: FusionConfig, train: TrainConfig) -> str:
     name their ``runs/`` folders after it. ``FusionConfig.fusion_id`` is the architecture's.
     """
     return _hash12({"fusion": fusion.to_dict(), "train": train.to_dict()})
-
-
-def canonical_key(fusion: FusionConfig, train: TrainConfig) -> str:
-    """The ``config_id`` of the configuration's canonical form (``FusionConfig.canonical``):
-    equal for configurations that compute the same model. A search trains one of them and
-    records the others as duplicates."""
-    return config_key(fusion.canonical(), train)
 
 
 def load_config_file(path: str | os.PathLike[str]) -> tuple[FusionConfig, TrainConfig]:

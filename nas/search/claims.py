@@ -26,32 +26,20 @@ from nas.search.records import TrialStatus
 __all__ = ["check_claim", "enqueue_again", "requeue"]
 
 
-def _canonical_id(t: FrozenTrial) -> Any:
-    # studies written before canonical ids were recorded: the config id itself
-    return t.user_attrs.get("canonical_id", t.user_attrs.get("config_id"))
-
-
 def check_claim(study: optuna.Study, trial_id: int, number: int, config_id: str,
-                n_trials: int, trials: Sequence[FrozenTrial],
-                canonical_id: str | None = None) -> TrialStatus | None:
+                n_trials: int, trials: Sequence[FrozenTrial]) -> TrialStatus | None:
     """After claiming trial ``number`` (``trials``: the study read after the claim): None
     when it may train; otherwise the status it was recorded FAIL with here (duplicate or
-    surplus). A duplicate is a trained or claimed trial of the same configuration, or of
-    one that computes the same model (the same ``canonical_id``, see
-    ``nas.config.canonical_key``)."""
-    same = config_id if canonical_id is None else canonical_id
+    surplus)."""
     dup_of = min((t.number for t in trials if t.number != number
-                  and same in (t.user_attrs.get("config_id"), _canonical_id(t))
-                  and records.is_claimed(t)),
+                  and t.user_attrs.get("config_id") == config_id and records.is_claimed(t)),
                  default=None)
     if dup_of is not None:
         # Not trained again. Recorded as FAIL/duplicate pointing at the original (whose
         # results stand); not shown to the sampler (no learning values), not counted.
-        what = ("configuration" if trials_config_id(trials, dup_of) == config_id
-                else "model (a setting that cannot act here differs)")
         records.write_final(study, trial_id, TrialState.FAIL, attrs={
             "status": TrialStatus.DUPLICATE, "duplicate_of": dup_of,
-            "fail_reason": f"same {what} as trial {dup_of}"})
+            "fail_reason": f"same configuration as trial {dup_of}"})
         return TrialStatus.DUPLICATE
     if records.claimed(trials) > n_trials:
         # Another driver took the last slot at the same time: yield it. An enqueued
@@ -64,11 +52,6 @@ def check_claim(study: optuna.Study, trial_id: int, number: int, config_id: str,
             "fail_reason": f"--trials {n_trials} reached by other drivers"})
         return TrialStatus.SURPLUS
     return None
-
-
-def trials_config_id(trials: Sequence[FrozenTrial], number: int) -> Any:
-    """The config id of trial ``number`` among ``trials``."""
-    return next((t.user_attrs.get("config_id") for t in trials if t.number == number), None)
 
 
 def _requeue_params(t: FrozenTrial) -> dict[str, Any] | None:

@@ -49,7 +49,7 @@ class TrialStatus(str, Enum):
     STOPPED = "stopped"  # stopped early by MO-ASHA: PRUNED
     FAILED = "failed"  # training raised or the worker was lost: FAIL
     INFEASIBLE = "infeasible"  # invalid or over a cost limit, never trained: FAIL
-    DUPLICATE = "duplicate"  # its config (or canonical) id was already trained or claimed: FAIL
+    DUPLICATE = "duplicate"  # its config id was already trained or claimed: FAIL
     CRASHED = "crashed"  # its driver died while it ran: FAIL, re-queued
     INTERRUPTED = "interrupted"  # Ctrl-C, the time budget or a fault ended it: FAIL, re-queued
     SURPLUS = "surplus"  # other drivers filled --trials first: FAIL, not counted
@@ -100,8 +100,6 @@ class TrialRecord:
     params: Mapping[str, Any] = field(default_factory=dict)
     status: TrialStatus | None = None
     config_id: str | None = None  # nas.config.config_key(fusion, train): the dedupe unit
-    # nas.config.canonical_key: equal for configurations that compute the same model
-    canonical_id: str | None = None
     fusion_id: str | None = None  # FusionConfig.fusion_id: the architecture
     fusion: Mapping[str, Any] | None = None  # FusionConfig.to_dict()
     train: Mapping[str, Any] | None = None  # TrainConfig.to_dict()

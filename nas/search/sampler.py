@@ -262,9 +262,8 @@ class LearningSampler(BaseSampler):
 
 
 def _taken(t: FrozenTrial) -> bool:
-    """Trained, claimed, infeasible, or a duplicate (of the same model under other
-    settings, ``nas.config.canonical_key``): proposing its configuration again is waste."""
-    return records.is_claimed(t) or t.user_attrs.get("status") in ("infeasible", "duplicate")
+    """Trained, claimed, or infeasible: proposing its configuration again is waste."""
+    return records.is_claimed(t) or t.user_attrs.get("status") == "infeasible"
 
 
 def _is_taken(params: dict[str, Any], taken: list[dict[str, Any]]) -> bool:

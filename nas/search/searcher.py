@@ -17,7 +17,7 @@ import optuna
 from optuna.distributions import CategoricalDistribution, IntDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-from nas.config import COST_GALLERY, canonical_key, config_key
+from nas.config import COST_GALLERY, config_key
 from nas.errors import UserError
 from nas.search import _optuna, records
 from nas.search.claims import check_claim, requeue
@@ -354,13 +354,11 @@ class AskTellSearcher:
                                    "budget": 0.0, "full_budget": False})
             return None
         cid = config_key(fusion, train)
-        canon = canonical_key(fusion, train)
         costs = self._costs(fusion)
         # config_id: the dedupe unit (architecture + training settings, since lr etc. are
         # searched), also what export, `nas train` and `nas ablate` name things by;
         # fusion_id: the architecture's own id (FusionConfig.fusion_id).
-        records.set_attrs(self.study, tid, config_id=cid, canonical_id=canon,
-                          fusion_id=fusion.fusion_id,
+        records.set_attrs(self.study, tid, config_id=cid, fusion_id=fusion.fusion_id,
                           fusion=fusion.to_dict(),
                           train=train.to_dict(), costs=costs, rung_epochs=self.rungs,
                           budget=0.0, full_budget=False)
@@ -376,7 +374,7 @@ class AskTellSearcher:
         records.set_attrs(self.study, tid, status=TrialStatus.RUNNING)
         faultpoint("after_claim")
         yielded = check_claim(self.study, tid, trial.number, cid, self.n_trials,
-                              self.study.get_trials(deepcopy=False), canon)
+                              self.study.get_trials(deepcopy=False))
         if yielded is not None:
             if yielded == TrialStatus.SURPLUS:
                 self._count(self.study.get_trials(deepcopy=False))
