@@ -207,10 +207,28 @@ def open_table(path: str | os.PathLike[str]) -> Table:
 
 # ----------------------------------------------------------------------------- building
 
-def _connect(path: Path) -> sqlite3.Connection:
-    con = sqlite3.connect(str(path), timeout=60)
-    con.executescript(_DDL)
-    return con
+_TABLES = ("meta", "configs", "runs", "rungs")
+
+
+def _refuse_foreign(path: Path) -> None:
+    """TableError (nothing written) when ``path`` exists but is not SQLite, or holds tables
+    that are not this benchmark's. An empty database passes: another build may have just
+    created the file and not yet committed its first transaction."""
+    if not path.exists():
+        return
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            names = {r[0] for r in con.execute(
+                "SELECT name FROM sqlite_master WHERE type='table'")}
+        finally:
+            con.close()
+    except sqlite3.DatabaseError as e:
+        raise TableError(f"table {path}: not a tabular-benchmark table ({e})") from None
+    foreign = sorted(names - set(_TABLES))
+    if foreign:
+        raise TableError(f"table {path}: not a tabular-benchmark table (it holds the tables "
+                         f"{', '.join(foreign)})")
 
 
 def build(space: Any, data_spec: str, out: str | os.PathLike[str], seeds: Sequence[int],
@@ -235,22 +253,30 @@ def build(space: Any, data_spec: str, out: str | os.PathLike[str], seeds: Sequen
     rungs = space.proxy.rungs()
     h = space_hash(configs, rungs, data_spec)
     out = Path(out)
-    if out.exists():
-        old = open_table(out)  # TableError when it is not a table
-        if old.meta["space_hash"] != h:
-            raise TableError(
-                f"table {out}: built from another space, data or rungs (space hash "
-                f"{old.meta['space_hash']}, data {old.meta.get('data')!r}, rungs "
-                f"{old.meta.get('rungs')}); this build is {h} on {data_spec!r}, rungs {rungs}."
-                " Give another --out")
-    elif not out.parent.is_dir():
+    if not out.exists() and not out.parent.is_dir():
         raise TableError(f"--out {out}: folder {out.parent} does not exist")
-    con = _connect(out)
+    _refuse_foreign(out)
+    con = sqlite3.connect(str(out), timeout=60, isolation_level=None)
     try:
-        with con:
-            # IMMEDIATE: the seed list below is read, merged and written back; two builds
-            # of other seeds into the same file (one process per seed) must not interleave
-            con.execute("BEGIN IMMEDIATE")
+        # One IMMEDIATE transaction creates the schema, checks the file's space and merges
+        # the seed list: two builds of other seeds into one file (one process per seed)
+        # never see each other's half-made file, nor interleave their seed lists.
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            for stmt in _DDL.split(";"):
+                if stmt.strip():
+                    con.execute(stmt)
+            old = dict(con.execute("SELECT key, value FROM meta").fetchall())
+            if old and json.loads(old.get("schema", "null")) != SCHEMA:
+                raise TableError(f"table {out}: not a tabular-benchmark table of schema "
+                                 f"{SCHEMA} (meta schema={old.get('schema')})")
+            was = {k: json.loads(v) for k, v in old.items()}
+            if old and was.get("space_hash") != h:
+                raise TableError(
+                    f"table {out}: built from another space, data or rungs (space hash "
+                    f"{was.get('space_hash')}, data {was.get('data')!r}, rungs "
+                    f"{was.get('rungs')}); this build is {h} on {data_spec!r}, rungs "
+                    f"{rungs}. Give another --out")
             meta = {"schema": SCHEMA, "space_hash": h, "space_name": space.name,
                     "space_text": space.text, "data": data_spec, "rungs": rungs,
                     "eta": space.proxy.eta, "n_configs": len(configs)}
@@ -264,6 +290,11 @@ def build(space: Any, data_spec: str, out: str | os.PathLike[str], seeds: Sequen
                                .fetchone() or ["[]"])[0])
             con.execute("INSERT OR REPLACE INTO meta VALUES ('seeds', ?)",
                         (json.dumps(sorted(set(prev) | set(seeds))),))
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        con.execute("COMMIT")
+        con.isolation_level = ""  # back to the module's implicit transactions
         have_cfg = {r[0] for r in con.execute("SELECT config_id FROM configs")}
         done = {(r[0], r[1]) for r in con.execute("SELECT config_id, seed FROM runs")}
         # A fixed shuffle within each seed: the ETA is representative from the start

@@ -233,8 +233,11 @@ def test_bad_input_exits_2_and_writes_nothing(table_path: str, tmp_path: Path) -
         (["replay", "--table", table_path, "--space", TINY, "--methods", "random,ray",
           "--paired", "ray:tool"], "--paired: 'ray:tool' is not A:B"),
         (["build", "--space", BIG, "--out", table_path], "built from another space"),
+        (["build", "--space", TINY, "--out", str(foreign)], "not a tabular-benchmark table"),
+        (["build", "--space", TINY, "--out", str(text)], "not a tabular-benchmark table"),
     ]
     before = Path(table_path).read_bytes()
+    before_foreign, before_text = foreign.read_bytes(), text.read_bytes()
     for args, msg in cases:
         r = _cli(*args, "--out", str(out), cwd=tmp_path) if args[0] == "replay" else \
             _cli(*args, cwd=tmp_path)
@@ -242,7 +245,25 @@ def test_bad_input_exits_2_and_writes_nothing(table_path: str, tmp_path: Path) -
         assert msg in r.stderr and r.stderr.count("\n") == 1, (args, r.stderr)
         assert not out.exists()
     assert Path(table_path).read_bytes() == before
+    assert foreign.read_bytes() == before_foreign and text.read_bytes() == before_text
     assert sorted(p.name for p in tmp_path.iterdir()) == ["foreign.sqlite", "notes.txt"]
+
+
+@pytest.mark.parametrize("state", ["empty file", "schema without meta"])
+def test_build_joins_a_file_another_build_is_creating(tmp_path: Path, state: str) -> None:
+    """What a second builder may find while the first creates the file (one process per
+    seed): an empty file (sqlite has created it) or, before the schema and the meta were
+    one transaction, the schema alone. Neither is a foreign file: the build goes on."""
+    out = tmp_path / "t.sqlite"
+    con = sqlite3.connect(out)
+    if state == "schema without meta":
+        con.executescript(tt._DDL)
+    con.close()
+    r = _cli("build", "--space", TINY, "--out", str(out), "--seeds", "1", "--limit", "1",
+             cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    t = tt.open_table(str(out))
+    assert t.seeds == [0] and len(t.configs) == 1
 
 
 def test_replay_cli_writes_figures(table_path: str, tmp_path: Path) -> None:
