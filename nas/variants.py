@@ -39,6 +39,9 @@ class Variant:
     off: Mapping[str, Any]  # field changes that switch it off
     ablate: bool = True  # one of nas ablate's components
     active: Callable[[Any], bool] | None = None  # overrides "an off field differs"
+    # why it cannot act in a config where it is on (the model is then the same as without
+    # it), or None: the verdict does not train such a toggle
+    inert: Callable[[Any], str | None] | None = None
 
     def is_on(self, cfg: Any) -> bool:
         """Whether ``cfg`` (a FusionConfig, or a mapping of its fields) has it on."""
@@ -55,6 +58,10 @@ class Variant:
         """``cfg`` with this component off."""
         return cfg.replace(**self.off)
 
+    def why_inert(self, cfg: Any) -> str | None:
+        """Why this component, on in ``cfg``, computes nothing there (None: it acts)."""
+        return None if self.inert is None else self.inert(cfg)
+
     def toggle(self, cfg: Any) -> tuple[str, Any]:
         """``("remove", cfg without it)`` when on, else ``("add", cfg with it)``."""
         return ("remove", self.remove(cfg)) if self.is_on(cfg) else ("add", self.add(cfg))
@@ -67,6 +74,11 @@ class Variant:
 
 def _per_head(get: Callable[[str], Any]) -> bool:
     return get("query_fusion") == "per_head"
+
+
+def _no_next_layer(cfg: Any) -> str | None:
+    return ("it biases the next layer's cross-attention, and the configuration has one layer"
+            if cfg.layers == 1 else None)
 
 
 # Order: the verdict table's (reference, then 1..13) and the ablation table's (filtered).
@@ -102,7 +114,8 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("uncertainty_gates", "11", "uncertainty-aware gating",
             on={"uncertainty_gates": True}, off={"uncertainty_gates": False}),
     Variant("attn_reweighting", "12", "cross-modal attention reweighting",
-            on={"attn_reweighting": True}, off={"attn_reweighting": False}),
+            on={"attn_reweighting": True}, off={"attn_reweighting": False},
+            inert=_no_next_layer),
     Variant("temporal_gates", "13", "temporal gate smoothing (per-frame gates)",
             on={"temporal_gates": True}, off={"temporal_gates": False}),
     Variant("resampler", None, "audio resampler", on={"resampler_layers": 1},

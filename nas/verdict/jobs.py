@@ -62,6 +62,9 @@ def _toggle(v: Variant, fusion: Any) -> Toggle:
         return Toggle(v, None, None, f"cannot be toggled at this point: {e}")
     if cfg.fusion_id == fusion.fusion_id:
         return Toggle(v, None, None, f"toggling it ({action}) changes nothing here")
+    why = v.why_inert(cfg if action == "add" else fusion)
+    if why is not None:  # both runs would train the same model
+        return Toggle(v, None, None, f"it cannot act at this point: {why}")
     return Toggle(v, action, cfg)
 
 

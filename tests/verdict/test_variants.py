@@ -65,3 +65,20 @@ def test_parse_variant_names() -> None:
         ["dual_path", "routing"]
     with pytest.raises(KeyError, match="'resampler'.*the plan's are: text_guidance"):
         parse_variant_names("resampler")
+
+
+def test_a_variant_that_cannot_act_is_not_trained() -> None:
+    """Variant 12 biases the next layer's attention: with one layer it builds nothing, so
+    the verdict leaves it untested with the reason instead of training the same model
+    twice; with two layers it is added as usual."""
+    from nas.config import TrainConfig
+    from nas.verdict.jobs import plan
+
+    v = get("attn_reweighting")
+    one, two = FusionConfig(**{**SMALL, "layers": 1}), FusionConfig(**SMALL)
+    assert v.why_inert(v.add(one)) and v.why_inert(v.add(two)) is None
+    jobs, toggles = plan(one, TrainConfig(), [v], seeds=2, data="synthetic", rungs=[1.0])
+    assert toggles[0].fusion is None and "one layer" in (toggles[0].reason or "")
+    assert [j.role for j in jobs] == ["base", "base"]
+    jobs, toggles = plan(two, TrainConfig(), [v], seeds=2, data="synthetic", rungs=[1.0])
+    assert toggles[0].action == "add" and len(jobs) == 4
