@@ -51,7 +51,7 @@ def test_planted_effects_get_their_verdicts(searched: str, tmp_path: Path) -> No
     assert noop["effects"]["recall"]["lo"] <= 0 <= noop["effects"]["recall"]["hi"]
     assert noop["effects"]["query_gflops"]["mean"] == pytest.approx(0)
 
-    harm = rows["attn_reweighting"]
+    harm = rows["uncertainty_gates"]
     assert harm["word"] == COSTS
     assert harm["effects"]["recall"]["lo"] <= -5.0 <= harm["effects"]["recall"]["hi"] < 0
 

@@ -15,12 +15,12 @@ from tests.faulty_evaluator import FAULTY
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 # Planted truth (tests/faulty_evaluator.py): residual_gate adds +6 recall at
-# +0.5 query GFLOPs; attn_reweighting costs 5 recall and +0.2 GFLOPs; temporal_gates only
+# +0.5 query GFLOPs; uncertainty_gates costs 5 recall and +0.2 GFLOPs; temporal_gates only
 # adds 1 GFLOP; hierarchical_gates does nothing; seed noise SD 0.5 on every run's recall.
 PLANTED = ("synthetic|plant:residual_gate=true@recall=+6,query_gflops=+0.5"
-           "|plant:attn_reweighting=true@recall=-5,query_gflops=+0.2"
+           "|plant:uncertainty_gates=true@recall=-5,query_gflops=+0.2"
            "|plant:temporal_gates=true@query_gflops=+1|noise:0.5")
-PLANTED_VARIANTS = "residual_gate,hierarchical_gates,attn_reweighting,temporal_gates"
+PLANTED_VARIANTS = "residual_gate,hierarchical_gates,uncertainty_gates,temporal_gates"
 PLANTED_EVALUATOR = EvaluatorSpec.of_module(FAULTY)  # reads the planted rules of PLANTED
 
 
