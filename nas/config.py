@@ -248,11 +248,14 @@ class FusionConfig(_Base):
         """Names of the components that differ from a plain text-agnostic AVIGATE model.
 
         Used by ablation: each one is removed by ``without``. The components and what
-        switching each off means live in one registry, ``nas.variants``.
+        switching each off means live in one registry, ``nas.variants``. A component that
+        is on but cannot act here (``Variant.why_inert``: attention reweighting with one
+        layer) is not active: removing it would train the same model.
         """
         from nas.variants import ablation_components
 
-        return [v.name for v in ablation_components() if v.is_on(self)]
+        return [v.name for v in ablation_components()
+                if v.is_on(self) and v.why_inert(self) is None]
 
     def without(self, component: str) -> "FusionConfig":
         """This config with one component removed (see ``active_components``)."""

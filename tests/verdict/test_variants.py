@@ -55,6 +55,10 @@ def test_ablation_keeps_its_components_and_order() -> None:
     assert cfg.active_components == ["query_fusion", "text_in_gates", "residual_gate",
                                      "resampler"]
     assert cfg.without("residual_gate") == cfg.replace(residual_gate=False)
+    # on but unable to act (one layer: no next layer to bias) is not an active component
+    assert "attn_reweighting" in cfg.replace(attn_reweighting=True).active_components
+    assert "attn_reweighting" not in cfg.replace(attn_reweighting=True,
+                                                 layers=1).active_components
     with pytest.raises(ConfigError, match="unknown component 'warp'"):
         cfg.without("warp")
 
