@@ -266,12 +266,14 @@ def build(space: Any, data_spec: str, out: str | os.PathLike[str], seeds: Sequen
             for stmt in _DDL.split(";"):
                 if stmt.strip():
                     con.execute(stmt)
-            old = dict(con.execute("SELECT key, value FROM meta").fetchall())
-            if old and json.loads(old.get("schema", "null")) != SCHEMA:
+            try:
+                was = {k: json.loads(v) for k, v in con.execute("SELECT key, value FROM meta")}
+            except json.JSONDecodeError as e:
+                raise TableError(f"table {out}: not a tabular-benchmark table ({e})") from None
+            if was and was.get("schema") != SCHEMA:
                 raise TableError(f"table {out}: not a tabular-benchmark table of schema "
-                                 f"{SCHEMA} (meta schema={old.get('schema')})")
-            was = {k: json.loads(v) for k, v in old.items()}
-            if old and was.get("space_hash") != h:
+                                 f"{SCHEMA} (meta schema={was.get('schema')!r})")
+            if was and was.get("space_hash") != h:
                 raise TableError(
                     f"table {out}: built from another space, data or rungs (space hash "
                     f"{was.get('space_hash')}, data {was.get('data')!r}, rungs "

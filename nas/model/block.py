@@ -58,7 +58,7 @@ class PairInputs:
     Rarely needed tensors (raw audio memory) are gathered lazily. ``key_bias`` carries
     variant 12's bias from one layer to the next.
 
-    The audio memory (cached keys/values and their mask ``amask``) is taken by ``memory``
+    The audio memory (cached keys/values and their mask ``akeys``) is taken by ``memory``
     (default: ``clip_idx``, one memory per pair). For a text-major grid of T texts x C
     clips (``memory`` = the C clips, e.g. a slice: a view, no copy) it is taken once per
     clip, not once per pair, and ``MultiHeadAttention.attend`` folds the T texts' queries
@@ -72,7 +72,6 @@ class PairInputs:
         self._clips, self._ci = clips, clip_idx
         self._mem = clip_idx if memory is None else memory
         self.vmask = _take(clips.vmask, clip_idx)
-        self.amask = _take(clips.amask, self._mem)
         self.abar = _take(clips.abar, clip_idx)
         self.astd = _take(clips.astd, clip_idx)
         self.has_audio = _take(clips.has_audio, clip_idx)
@@ -81,7 +80,7 @@ class PairInputs:
         self.key_bias: Tensor | None = None
         # the masks as attention takes them: None when nothing is padded
         self.vkeys = key_padding(self.vmask)
-        self.akeys = key_padding(self.amask)
+        self.akeys = key_padding(_take(clips.amask, self._mem))
 
     @cached_property
     def audio(self) -> Tensor:
