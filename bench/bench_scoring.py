@@ -31,6 +31,8 @@ from nas.batch import ClipBatch, TextBatch  # noqa: E402
 from nas.config import FusionConfig  # noqa: E402
 from nas.evaluate import similarity  # noqa: E402
 from nas.model import build_model  # noqa: E402
+from nas.model.packed import MIN_ROWS as packed_rows  # noqa: E402
+from nas.model.packed import packed_inference  # noqa: E402
 
 from common import machine_info, print_machine  # noqa: E402
 
@@ -54,11 +56,18 @@ def _best_rate(fn: Callable[[], Any], flop: float, dev: torch.device, seconds: f
     return flop / best / 1e9
 
 
-def gemm_gflops(dev: torch.device, m: int, k: int, n: int, seconds: float = 1.0) -> float:
-    """The rate of ``addmm`` of ``[m, k] @ [k, n]`` + bias, as ``nn.Linear`` calls it: what
-    a GEMM of the pass's own shape reaches, beside the square matmul's."""
+def gemm_gflops(dev: torch.device, m: int, k: int, n: int, packed: bool,
+                seconds: float = 1.0) -> float:
+    """The rate of ``[m, k] @ [k, n]`` + bias with the kernel the pass uses for it (oneDNN on
+    packed weights when ``packed``, see ``nas.model.packed``; else ``addmm``, as
+    ``nn.Linear`` calls it): what a GEMM of the pass's own shape reaches, beside the square
+    matmul's."""
     a, w, b = (torch.randn(m, k, device=dev), torch.randn(n, k, device=dev),
                torch.randn(n, device=dev))
+    if packed:
+        wp = torch.ops.mkldnn._reorder_linear_weight(w, None)
+        return _best_rate(lambda: torch.ops.mkldnn._linear_pointwise(a, wp, b, "none", [], ""),
+                          2 * m * k * n, dev, seconds)
     return _best_rate(lambda: torch.addmm(b, a, w.t()), 2 * m * k * n, dev, seconds)
 
 
@@ -184,7 +193,10 @@ def main() -> None:
     flat = torch.randperm(n * n, generator=g)[:n_naive]
     naive = torch.empty(n_naive)
     t0 = time.perf_counter()
-    with torch.no_grad():
+    # the naive loop runs under the same rule as the pass (nas.model.packed: packed linear
+    # layers from MIN_ROWS rows; its one-pair calls are smaller, so they keep the plain
+    # kernels, which are faster there), so the ratio is the batching's alone
+    with torch.no_grad(), packed_inference(model) as packed:
         for p, idx in enumerate(flat.tolist()):
             i, j = divmod(idx, n)
             cenc = model.encode_clips(clips.index(slice(j, j + 1)))
@@ -215,10 +227,14 @@ def main() -> None:
           f"used); the pass does {flop:.1f} GFLOP (nas.cost) = {flop / t_batched:.1f} GFLOP/s"
           f", {flop / t_batched / peak:.0%} of the matmul rate (limit: {flop / peak:.2f} s; the "
           f"pass takes {t_batched / (flop / peak):.2f}x that)")
-    hid = gemm_gflops(dev, used * f, cfg.width, 4 * cfg.width)
+    hid = gemm_gflops(dev, used * f, cfg.width, 4 * cfg.width, packed)
     print(f"the pass's largest GEMM, the fused MLP's [{used * f} x {cfg.width}] @ "
-          f"[{cfg.width} x {4 * cfg.width}] ({used} pairs x {f} frames): {hid:.1f} GFLOP/s "
-          f"alone, {hid / peak:.0%} of the square matmul's rate")
+          f"[{cfg.width} x {4 * cfg.width}] ({used} pairs x {f} frames), "
+          f"{'oneDNN on packed weights' if packed else 'addmm'} as in the pass: {hid:.1f} "
+          f"GFLOP/s alone, {hid / peak:.0%} of the square matmul's rate")
+    print(f"linear layers on packed weights (nas.model.packed): {'yes' if packed else 'no'} "
+          f"(NAS_PACKED_LINEAR=0 turns them off; from {packed_rows} rows, so not in the "
+          "naive loop's one-pair calls)")
     print(f"naive per-pair loop: {n_naive} random pairs timed in {t_naive_part:.2f} s, "
           f"extrapolated to {n * n} pairs: {t_naive:.1f} s")
     print(f"same results: max |diff| = {err:.2e} (relative {rel:.1e}) on the {n_naive} pairs")

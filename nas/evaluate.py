@@ -19,6 +19,7 @@ from torch import Tensor
 
 from nas.batch import ClipBatch, TextBatch
 from nas.model.model import score_dtype  # scores in >= float32, even under bf16 autocast
+from nas.model.packed import packed_inference
 
 __all__ = ["similarity", "GateRecorder", "gate_statistics", "retrieval_metrics",
            "SATURATION_WARN"]
@@ -139,7 +140,7 @@ def similarity(model: Any, texts: TextBatch, clips: ClipBatch, chunk_size: int =
     model.eval()
     dev = model.device
     try:
-        with torch.no_grad():
+        with torch.no_grad(), packed_inference(model):
             texts, clips = texts.to(dev), clips.to(dev)
             if not model.text_conditioned:
                 cenc = _encode_clips(model, clips, rec)

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nas.model.common import GateMLP, safe_key_mask
+from nas.model.packed import linear_add
 
 __all__ = [
     "MultiHeadAttention", "key_padding", "NoTemperature", "Temperature", "make_temperature",
@@ -81,17 +82,21 @@ def key_padding(mask: Tensor) -> Tensor | None:
 
 
 def _fold(x: Tensor, groups: int) -> Tensor:
-    """``[groups * C, H, L, ...] -> [C, H, groups * L, ...]`` (a view when groups = 1)."""
-    g_c, h, n = x.shape[:3]
-    return (x.view(groups, g_c // groups, h, n, *x.shape[3:]).movedim(0, 2)
-            .reshape(g_c // groups, h, groups * n, *x.shape[3:]))
+    """``[C * groups, H, L, ...] -> [C, H, groups * L, ...]``: the ``groups`` consecutive
+    rows of each clip (a clip-major grid) side by side along L.
+
+    Free (a view) when ``x`` is laid out ``[P, L, H, ...]`` in memory, as the projections'
+    head views are and as element-wise ops on them keep it; otherwise one copy."""
+    p, h, n = x.shape[:3]
+    return x.transpose(1, 2).reshape(p // groups, groups * n, h, *x.shape[3:]).transpose(1, 2)
 
 
 def _unfold(x: Tensor, groups: int) -> Tensor:
-    """The inverse of :func:`_fold`."""
+    """The inverse of :func:`_fold`, returned laid out as ``[P, L, H, ...]``: ``[C, H,
+    groups * L, ...] -> [C * groups, L, H, ...]`` (a view for the attention kernel's
+    output, which keeps the queries' layout)."""
     c, h, g_n = x.shape[:3]
-    return (x.view(c, h, groups, g_n // groups, *x.shape[3:]).movedim(2, 0)
-            .reshape(groups * c, h, g_n // groups, *x.shape[3:]))
+    return x.transpose(1, 2).reshape(c * groups, g_n // groups, h, *x.shape[3:])
 
 
 # ----------------------------------------------------------------------------------
@@ -130,7 +135,8 @@ class MultiHeadAttention(nn.Module):
 
     def attend(self, q: Tensor, k: Tensor, v: Tensor, key_mask: Tensor | None,
                key_bias: Tensor | None = None,
-               out_affine: tuple[Tensor, Tensor] | None = None) -> Tensor:
+               out_affine: tuple[Tensor, Tensor] | None = None,
+               residual: Tensor | None = None) -> Tensor:
         """softmax(q k^T / (sqrt(d_h) tau) + bias + mask) v, then the output projection.
 
         q: ``[P, H, L, d_h]``; k, v: ``[C, H, M, d_h]``, key_mask: ``[C, M]`` bool (True =
@@ -138,11 +144,14 @@ class MultiHeadAttention(nn.Module):
         faster on CPU for this model's short sequences; see :func:`key_padding`),
         key_bias: ``[P, M]`` additive or None; out_affine: (scale, shift), each
         ``[P, H, 1, d_h]``, applied to the heads' outputs before the output projection
-        (FiLM of the values, see ``FiLM``) or None. Usually C = P (one memory per query
-        row). C < P means a text-major grid of P / C texts x the same C clips
+        (FiLM of the values, see ``FiLM``) or None; residual: ``[P, L, D]`` added to the
+        output (fused into the output projection where it can be, ``linear_add``) or None.
+        Usually C = P (one memory per query
+        row). C < P means a grid of P / C texts x the same C clips
         (``PairInputs``): the texts' queries against one clip are folded into one attention
         call over that clip's keys, which are never copied per pair (the rows of a softmax
-        are independent, so the result is the same).
+        are independent, so the result is the same). The grid is clip-major (query row
+        ``c * (P / C) + t``), so the fold is a view of the projected queries.
         """
         groups = q.shape[0] // k.shape[0]
         q = _fold(self.temperature.scale(q), groups)  # [C, H, groups * L, d_h]
@@ -153,10 +162,11 @@ class MultiHeadAttention(nn.Module):
                          groups).to(q.dtype)
             attn_mask = bias if mask is None else bias.masked_fill(~mask, float("-inf"))
         o = _unfold(F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask), groups)
-        if out_affine is not None:
-            o = torch.addcmul(out_affine[1], o, out_affine[0])
-        p, h, s, dh = o.shape
-        return self.out_proj(o.transpose(1, 2).reshape(p, s, h * dh))
+        if out_affine is not None:  # [P, H, 1, d_h] each, applied in o's [P, L, H, d_h]
+            scale, shift = out_affine
+            o = torch.addcmul(shift.transpose(1, 2), o, scale.transpose(1, 2))
+        p, s = o.shape[:2]
+        return linear_add(self.out_proj, o.reshape(p, s, -1), residual)
 
     def probabilities(self, x: Tensor, mem: Tensor, key_mask: Tensor) -> Tensor:
         """Attention probabilities ``[P, H, L, M]`` (for tests and analysis)."""
@@ -166,9 +176,11 @@ class MultiHeadAttention(nn.Module):
         logits = logits.masked_fill(~safe_key_mask(key_mask)[:, None, None, :], float("-inf"))
         return logits.softmax(-1)
 
-    def forward(self, x: Tensor, mem: Tensor, key_mask: Tensor | None) -> Tensor:
+    def forward(self, x: Tensor, mem: Tensor, key_mask: Tensor | None,
+                residual: Tensor | None = None) -> Tensor:
+        """Attention of ``x`` over ``mem`` (+ ``residual``, see ``attend``)."""
         k, v = self.project_kv(mem)
-        return self.attend(self.project_q(x), k, v, key_mask)
+        return self.attend(self.project_q(x), k, v, key_mask, residual=residual)
 
 
 # ----------------------------------------------------------------------------------

@@ -223,7 +223,7 @@ class FusionRetrievalModel(nn.Module):
               memory: Tensor | slice | None = None) -> Tensor:
         """Fuse aligned pairs -> L2-normalised fused frames ``[P, F, D]``.
 
-        ``memory``: the clips of a text-major grid of pairs (see ``PairInputs``)."""
+        ``memory``: the clips of a clip-major grid of pairs (see ``PairInputs``)."""
         p = PairInputs(clips, texts, clip_idx, text_idx, memory)
         ctx.frame_mask = p.vmask
         x0 = clips.x0 if clip_idx is None else clips.x0[clip_idx]
@@ -306,10 +306,12 @@ class FusionRetrievalModel(nn.Module):
         dev = text_idx.device
         cols = torch.arange(len(clips), device=dev)[clip_block]
         n_t, n_c = text_idx.shape[0], cols.shape[0]
-        ti, ci = text_idx.repeat_interleave(n_c), cols.repeat(n_t)
+        # clip-major: pair c * T + t, so that each clip's T rows are adjacent and attention
+        # folds them into one call without moving the queries (MultiHeadAttention.attend)
+        ti, ci = text_idx.repeat(n_c), cols.repeat_interleave(n_t)
         if not self.text_conditioned:
-            return self.score_pairs(clips, texts, ci, ti).view(n_t, n_c)
-        return self._score_conditioned(clips, texts, ci, ti, ctx, clip_block).view(n_t, n_c)
+            return self.score_pairs(clips, texts, ci, ti).view(n_c, n_t).t()
+        return self._score_conditioned(clips, texts, ci, ti, ctx, clip_block).view(n_c, n_t).t()
 
     def agnostic_scores(self, clips: ClipEncoding, texts: TextEncoding) -> Tensor:
         """Cheap text-agnostic first-stage scores ``[N_t, N_v]`` for reranking: the same
@@ -359,7 +361,8 @@ class FusionRetrievalModel(nn.Module):
                                   slice(0, b_v), ctx)
             parts["infonce"] = symmetric_infonce(S if margin is None else S + margin, text_clip)
             g = ctx.gate_matrix()
-            positives = torch.arange(b_t, device=self.device) * b_v + text_clip
+            # the grid is clip-major: pair (t, c) is row c * b_t + t
+            positives = text_clip * b_t + torch.arange(b_t, device=self.device)
             gate_rows = None if g is None else g[positives]
         else:
             parts["infonce"], gate_rows = self._sampled_loss(enc, tenc, text_clip, negatives,

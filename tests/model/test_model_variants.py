@@ -145,3 +145,23 @@ def test_film_through_queries_and_output_equals_modulated_keys_and_values(values
     torch.testing.assert_close(fused, literal, rtol=1e-10, atol=1e-12)
     plain = attn.attend(q, k, v, mask)
     assert (literal - plain).abs().max() > 1e-2  # the modulation does change the output
+
+
+def test_gate_contrastive_reads_each_texts_own_pair() -> None:
+    # variant 8 on the B x B grid: the gate rows it contrasts are those of the (text, own
+    # clip) pairs, the same as fusing only the aligned pairs (the grid's pair order is the
+    # grid's business)
+    torch.manual_seed(0)
+    cfg = tiny_config(gate_contrastive_weight=1.0, hierarchical_gates=True)
+    model = build_model(cfg)
+    clips, texts = make_clips(6, cfg), make_texts(len(TEXT_CLIP), cfg)
+    out = model.training_loss(clips, texts, TEXT_CLIP)
+    from nas.model.context import FusionContext
+
+    enc, tenc = model.encode_clips(clips), model.encode_texts(texts)
+    ctx = FusionContext(collect_gates=True)
+    model._score_conditioned(enc, tenc, TEXT_CLIP, torch.arange(len(TEXT_CLIP)), ctx)
+    labels = TEXT_CLIP if clips.labels is None else clips.labels[TEXT_CLIP]
+    want = model.gate_contrast(ctx.gate_matrix(), labels)
+    assert want is not None
+    assert out.parts["gate_contrastive"] == pytest.approx(float(want), rel=1e-5)

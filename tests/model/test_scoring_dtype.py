@@ -29,6 +29,7 @@ def _distinct_per_row(S: torch.Tensor) -> float:
 @pytest.mark.parametrize("name", list(CASES))
 def test_scores_are_float32_under_bf16_autocast(name: str) -> None:
     cfg = tiny_config(**CASES[name])
+    torch.manual_seed(0)
     model = build_model(cfg)
     randomize(model, seed=3, std=0.2)
     clips, texts = make_clips(80, cfg, seed=4), make_texts(6, cfg, seed=5)
@@ -39,7 +40,17 @@ def test_scores_are_float32_under_bf16_autocast(name: str) -> None:
     # no ties made by rounding: as many distinct scores per row as without autocast
     assert _distinct_per_row(S) == _distinct_per_row(exact) == 80
     # and the scores are the fp32 scores up to the bf16 inputs of the fusion
-    assert torch.allclose(S, exact, atol=0.5, rtol=0.05)
+    both = torch.ones_like(S, dtype=torch.bool)
+    if cfg.rerank_k:
+        # the first stage reads bf16 encodings: a near-tie at the k-th place may swap one
+        # clip in or out of a text's top k (a reranked clip scores far above the rest)
+        # (|score| <= bound; a clip outside the top k scores below -bound - 1)
+        bound = model.score_bound()
+        fused, fused_exact = S >= -bound - 0.5, exact >= -bound - 0.5
+        assert (fused_exact.sum(1) == cfg.rerank_k).all() and (fused.sum(1) == cfg.rerank_k).all()
+        assert ((fused & fused_exact).sum(1) >= cfg.rerank_k - 1).all()
+        both = fused == fused_exact
+    assert torch.allclose(S[both], exact[both], atol=0.5, rtol=0.05)
 
 
 def test_float64_models_keep_float64_scores() -> None:
