@@ -164,4 +164,4 @@ def test_gate_contrastive_reads_each_texts_own_pair() -> None:
     labels = TEXT_CLIP if clips.labels is None else clips.labels[TEXT_CLIP]
     want = model.gate_contrast(ctx.gate_matrix(), labels)
     assert want is not None
-    assert out.parts["gate_contrastive"] == pytest.approx(float(want), rel=1e-5)
+    assert out.parts["gate_contrastive"] == pytest.approx(float(want.detach()), rel=1e-5)
