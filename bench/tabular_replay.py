@@ -105,6 +105,7 @@ METHODS = {
     "tool_nows_2d": "tool_2d without its warm start",
     "tool_cost_2d": "tool_cost searching the 2-D objectives",
     "tool_cost_nows_2d": "tool_cost_nows searching the 2-D objectives",
+    "tool_cost_nows_hedge_2d": "tool_cost_nows_hedge searching the 2-D objectives",
 }
 
 WIDE_CANDIDATES = 64  # the *_wide methods' candidates per cost-aware choice
@@ -276,7 +277,7 @@ def _run_driver(method: str, rep: Replay, space_path: str, data_spec: str, seed:
                          rung_signal="objective" if method.endswith("_recall") else "mean_rank",
                          promotion="crowding" if method.endswith(("_crowd", "_v1"))
                          else "hypervolume", warm_start=base == "tool",
-                         hedge=HEDGE if method.endswith("_hedge") else 0,
+                         hedge=HEDGE if "_hedge" in method else 0,
                          seed=seed, prune=prune, evaluator=ev, executor="local", quiet=True,
                          **({"objectives": "recall,query_gflops"} if method.endswith("_2d")
                             else {}))
