@@ -327,7 +327,7 @@ class FusionRetrievalModel(nn.Module):
 
     def score_bound(self) -> float:
         """An upper bound of |score|: global in [-s, s], local in [-s, s + log(F)/lambda]."""
-        s = float(self.scale())
+        s = float(self.scale().detach())
         return s + math.log(self.cfg.max_frames) / self.cfg.local_lambda
 
     # ------------------------------------------------------------------------------
