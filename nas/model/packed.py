@@ -133,6 +133,10 @@ def packed_inference(model: nn.Module) -> Iterator[bool]:
     if not packing_applies(model):
         yield False
         return
+    if any(isinstance(m.__dict__.get("forward"), (_PackedLinear, _PackedMlp))
+           for m in model.modules()):
+        yield True  # already packed by an enclosing block, which puts the modules back
+        return
     swapped: list[nn.Module] = []
     try:
         inner: set[int] = set()

@@ -74,6 +74,11 @@ def test_modules_are_put_back_even_after_an_error() -> None:
             assert "blocks.0.mlp" in names and "blocks.0.cross_attn.q_proj" in names
             assert "blocks.0.mlp.0" not in names  # the MLP's layers run inside its kernel
         assert _swapped(model) == []
+        with packed_inference(model):  # nested: the inner block leaves the outer's swap
+            with packed_inference(model) as inner:
+                assert inner
+            assert "blocks.0.mlp" in _swapped(model)
+        assert _swapped(model) == []
         with pytest.raises(RuntimeError, match="boom"):
             with packed_inference(model):
                 raise RuntimeError("boom")
