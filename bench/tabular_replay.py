@@ -106,6 +106,8 @@ METHODS = {
     "tool_cost_2d": "tool_cost searching the 2-D objectives",
     "tool_cost_nows_2d": "tool_cost_nows searching the 2-D objectives",
     "tool_cost_nows_hedge_2d": "tool_cost_nows_hedge searching the 2-D objectives",
+    "tool_cost_nows_hedge5_2d": "tool_cost_nows_hedge_2d sparing every fifth trial at the "
+                                "first rung instead of every third",
 }
 
 WIDE_CANDIDATES = 64  # the *_wide methods' candidates per cost-aware choice
@@ -266,7 +268,8 @@ def _run_driver(method: str, rep: Replay, space_path: str, data_spec: str, seed:
     name = f"{method}_{seed}"
     # tool_cost = tool + --cost-aware, tool_recall = tool + --rung-signal objective, ...
     base = method.replace("_cost", "").replace("_recall", "").replace("_crowd", "") \
-        .replace("_v1", "").replace("_wide", "").replace("_hedge", "").replace("_2d", "")
+        .replace("_v1", "").replace("_wide", "").replace("_hedge5", "").replace("_hedge", "") \
+        .replace("_2d", "")
     sampler = {"tool": "tpe", "tool_nows": "tpe", "random": "random", "tpe": "tpe",
                "moasha_random": "random"}[base]
     prune = base in ("tool", "tool_nows", "moasha_random")
@@ -277,7 +280,8 @@ def _run_driver(method: str, rep: Replay, space_path: str, data_spec: str, seed:
                          rung_signal="objective" if method.endswith("_recall") else "mean_rank",
                          promotion="crowding" if method.endswith(("_crowd", "_v1"))
                          else "hypervolume", warm_start=base == "tool",
-                         hedge=HEDGE if "_hedge" in method else 0,
+                         hedge=(5 if "_hedge5" in method else HEDGE if "_hedge" in method
+                                else 0),
                          seed=seed, prune=prune, evaluator=ev, executor="local", quiet=True,
                          **({"objectives": "recall,query_gflops"} if method.endswith("_2d")
                             else {}))
