@@ -110,6 +110,8 @@ METHODS = {
                                 "first rung instead of every third",
 }
 
+# the method-name parts that modify a base method (tool, tool_nows, random, tpe, ...)
+_MODIFIERS = ("_cost", "_recall", "_crowd", "_v1", "_wide", "_hedge5", "_hedge", "_2d")
 WIDE_CANDIDATES = 64  # the *_wide methods' candidates per cost-aware choice
 HEDGE = 3  # the *_hedge methods: every third trial is not stopped at the first rung
 
@@ -267,9 +269,9 @@ def _run_driver(method: str, rep: Replay, space_path: str, data_spec: str, seed:
     storage = f"sqlite:///{workdir}/{method}_{seed}.db"
     name = f"{method}_{seed}"
     # tool_cost = tool + --cost-aware, tool_recall = tool + --rung-signal objective, ...
-    base = method.replace("_cost", "").replace("_recall", "").replace("_crowd", "") \
-        .replace("_v1", "").replace("_wide", "").replace("_hedge5", "").replace("_hedge", "") \
-        .replace("_2d", "")
+    base = method
+    for suffix in _MODIFIERS:
+        base = base.replace(suffix, "")
     sampler = {"tool": "tpe", "tool_nows": "tpe", "random": "random", "tpe": "tpe",
                "moasha_random": "random"}[base]
     prune = base in ("tool", "tool_nows", "moasha_random")

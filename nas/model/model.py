@@ -301,14 +301,19 @@ class FusionRetrievalModel(nn.Module):
         ctx = FusionContext(recorder=recorder)
         return self._grid_scores(clips, texts, text_idx, clip_block, ctx)
 
+    @staticmethod
+    def _grid_row(t: Tensor, c: Tensor, n_t: int) -> Tensor:
+        """The row of pair (text t, clip c) in a grid of ``n_t`` texts: clip-major, so each
+        clip's rows are adjacent and attention folds them into one call without moving the
+        queries (``MultiHeadAttention.attend``)."""
+        return c * n_t + t
+
     def _grid_scores(self, clips: ClipEncoding, texts: TextEncoding, text_idx: Tensor,
                      clip_block: slice, ctx: FusionContext) -> Tensor:
         dev = text_idx.device
         cols = torch.arange(len(clips), device=dev)[clip_block]
         n_t, n_c = text_idx.shape[0], cols.shape[0]
-        # clip-major: pair c * T + t, so that each clip's T rows are adjacent and attention
-        # folds them into one call without moving the queries (MultiHeadAttention.attend)
-        ti, ci = text_idx.repeat(n_c), cols.repeat_interleave(n_t)
+        ti, ci = text_idx.repeat(n_c), cols.repeat_interleave(n_t)  # row _grid_row(t, c)
         if not self.text_conditioned:
             return self.score_pairs(clips, texts, ci, ti).view(n_c, n_t).t()
         return self._score_conditioned(clips, texts, ci, ti, ctx, clip_block).view(n_c, n_t).t()
@@ -361,8 +366,7 @@ class FusionRetrievalModel(nn.Module):
                                   slice(0, b_v), ctx)
             parts["infonce"] = symmetric_infonce(S if margin is None else S + margin, text_clip)
             g = ctx.gate_matrix()
-            # the grid is clip-major: pair (t, c) is row c * b_t + t
-            positives = text_clip * b_t + torch.arange(b_t, device=self.device)
+            positives = self._grid_row(torch.arange(b_t, device=self.device), text_clip, b_t)
             gate_rows = None if g is None else g[positives]
         else:
             parts["infonce"], gate_rows = self._sampled_loss(enc, tenc, text_clip, negatives,
