@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from nas.model import packed
 from nas.model.common import GateMLP, safe_key_mask
 from nas.model.packed import linear_add
 
@@ -79,6 +80,25 @@ def key_padding(mask: Tensor) -> Tensor | None:
     """``mask`` for ``attend``, or None when every key is valid (one check, made once per
     batch of pairs by the caller rather than once per attention call)."""
     return None if bool(mask.all()) else mask
+
+
+def _pad_keys(k: Tensor, v: Tensor, mask: Tensor | None, keys: int
+              ) -> tuple[Tensor, Tensor, Tensor | None]:
+    """Keys and values ``[C, H, M, d_h]`` padded with zeros to ``keys`` keys, and the
+    attention mask extended so that the padding gets no weight (a boolean mask with False,
+    an additive one with -inf; None becomes an additive ``[1, 1, 1, keys]``). See
+    ``nas.model.packed`` for why."""
+    m = k.shape[2]
+    extra = keys - m
+    k, v = F.pad(k, (0, 0, 0, extra)), F.pad(v, (0, 0, 0, extra))
+    if mask is None:
+        mask = k.new_zeros(1, 1, 1, m + extra)
+        mask[..., m:] = float("-inf")
+    elif mask.dtype == torch.bool:
+        mask = F.pad(mask, (0, extra), value=False)
+    else:
+        mask = F.pad(mask, (0, extra), value=float("-inf"))
+    return k, v, mask
 
 
 def _fold(x: Tensor, groups: int) -> Tensor:
@@ -161,6 +181,9 @@ class MultiHeadAttention(nn.Module):
             bias = _fold(key_bias[:, None, None, :].expand(-1, 1, q.shape[2] // groups, -1),
                          groups).to(q.dtype)
             attn_mask = bias if mask is None else bias.masked_fill(~mask, float("-inf"))
+        keys = packed.padded_keys(k.shape[2])  # > M only in CPU inference (packed_inference)
+        if keys > k.shape[2] and q.numel() // q.shape[-1] >= packed.MIN_ROWS:
+            k, v, attn_mask = _pad_keys(k, v, attn_mask, keys)
         o = _unfold(F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask), groups)
         if out_affine is not None:  # [P, H, 1, d_h] each, applied in o's [P, L, H, d_h]
             scale, shift = out_affine
