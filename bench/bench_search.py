@@ -270,12 +270,12 @@ def run_ray(space: Any, data: Any, seed: int, trials: int, workdir: str) -> list
 
 # ----------------------------------------------------------------------------- analysis
 
-def reach_fraction(tool: list[dict], rand: list[dict]) -> float:
-    """Compute at which ``tool`` first reaches ``rand``'s final hv, over rand's final
-    compute (inf when never reached)."""
+def reach_fraction(tool: list[dict], rand: list[dict], tolerance: float = 0.0) -> float:
+    """Compute at which ``tool`` first reaches ``rand``'s final hv (or, with ``tolerance``,
+    that hv less this share of it), over rand's final compute (inf when never reached)."""
     if not rand:
         return float("nan")
-    target, total = rand[-1]["hv"], rand[-1]["compute_s"]
+    target, total = rand[-1]["hv"] * (1.0 - tolerance), rand[-1]["compute_s"]
     for p in tool:
         if p["hv"] >= target - 1e-12:
             return p["compute_s"] / total

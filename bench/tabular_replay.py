@@ -506,11 +506,12 @@ def _median_iqr(xs: Sequence[float]) -> str:
     return f"{s['median']:.3g} [{s['q1']:.3g}-{s['q3']:.3g}]"
 
 
-def analyse(curves: Mapping[str, list[list[dict]]], fractions: Sequence[float]
-            ) -> dict[str, Any]:
+def analyse(curves: Mapping[str, list[list[dict]]], fractions: Sequence[float],
+            tolerance: float = 0.0) -> dict[str, Any]:
     """Per method: the share of random search's final compute at which it first reaches
-    random search's final hypervolume (per seed: against the random run of the same seed),
-    and the hypervolume after each fraction of random search's final compute (per seed)."""
+    random search's final hypervolume (per seed: against the random run of the same seed;
+    with ``tolerance`` > 0 also ``reach_tol``: to within that share of it), and the
+    hypervolume after each fraction of random search's final compute (per seed)."""
     from bench_search import hv_at, reach_fraction
 
     out: dict[str, Any] = {}
@@ -519,36 +520,49 @@ def analyse(curves: Mapping[str, list[list[dict]]], fractions: Sequence[float]
         res: dict[str, Any] = {"final_hv": [c[-1]["hv"] if c else 0.0 for c in cs]}
         if rand:
             res["reach"] = [reach_fraction(c, r) if r else math.nan for c, r in zip(cs, rand)]
+            if tolerance > 0:
+                res["reach_tol"] = [reach_fraction(c, r, tolerance) if r else math.nan
+                                    for c, r in zip(cs, rand)]
             res["hv_at"] = {f: [hv_at(c, f * r[-1]["compute_s"]) if r else math.nan
                                 for c, r in zip(cs, rand)] for f in fractions}
         out[m] = res
     return out
 
 
+def _reach_text(reach: Sequence[float]) -> str:
+    """Median [IQR] (90% bootstrap CI of the median) of reach shares; never = +inf."""
+    if not reach:
+        return "-"
+    med = statistics.median(reach)  # never reaching counts as +inf: over all seeds
+    s = sorted(reach)
+    q1, q3 = s[len(s) // 4], s[(3 * len(s)) // 4]
+    lo, hi = bootstrap_median(reach)
+    return (f"{med:.0%} [{q1:.0%}-{q3:.0%}] (90% CI of median {lo:.0%}-{hi:.0%})"
+            .replace("inf%", "never"))
+
+
 def format_results(res: Mapping[str, Any], runs: Mapping[str, list[Replay]],
-                   fractions: Sequence[float]) -> str:
-    """The printed tables: median [IQR] over seeds."""
+                   fractions: Sequence[float], tolerance: float = 0.0) -> str:
+    """The printed tables: median [IQR] over seeds (with ``tolerance``, a column for
+    reaching random search's final hypervolume to within that share of it)."""
+    tol = tolerance > 0
     lines = [("| method | trials | full budget | decision s / run | final hv | reaches random's"
-              " final hv at (share of its compute) | seeds reaching it |"), "|---" * 7 + "|"]
+              " final hv at (share of its compute) | seeds reaching it |"
+              + (f" reaches it to within {tolerance:g} of it at |" if tol else "")),
+             "|---" * (8 if tol else 7) + "|"]
     for m, r in res.items():
         reps = runs[m]
         reach = r.get("reach") or []
         finite = [x for x in reach if math.isfinite(x)]
-        # never reaching counts as +inf: the median is over all seeds
-        med = statistics.median(reach) if reach else math.nan
-        s = sorted(reach)
-        q1 = s[len(s) // 4] if s else math.nan
-        q3 = s[(3 * len(s)) // 4] if s else math.nan
-        lo, hi = bootstrap_median(reach) if reach else (math.nan, math.nan)
-        reach_txt = "-" if m == "random" or not reach else (
-            f"{med:.0%} [{q1:.0%}-{q3:.0%}] (90% CI of median {lo:.0%}-{hi:.0%})"
-            .replace("inf%", "never"))
         lines.append(
             f"| {m} | {_median_iqr([len(x.trials) for x in reps])} | "
             f"{_median_iqr([sum(t['full'] for t in x.trials) for x in reps])} | "
             f"{_median_iqr([x.trials[-1]['decision_s'] if x.trials else 0 for x in reps])} | "
-            f"{_median_iqr(r['final_hv'])} | {reach_txt} | "
-            f"{'-' if m == 'random' else f'{len(finite)}/{len(reach)}'} |")
+            f"{_median_iqr(r['final_hv'])} | "
+            f"{'-' if m == 'random' else _reach_text(reach)} | "
+            f"{'-' if m == 'random' else f'{len(finite)}/{len(reach)}'} |"
+            + (f" {'-' if m == 'random' else _reach_text(r.get('reach_tol') or [])} |"
+               if tol else ""))
     lines += ["", ("median [IQR] hypervolume after a share of random search's final compute "
                    "(same seed):"),
               "| method | " + " | ".join(f"{f:.0%}" for f in fractions) + " |",
@@ -604,9 +618,20 @@ def add_replay_args(ap: Any, default_table: str, default_space: str) -> None:
                          "seconds for both")
     ap.add_argument("--out", default=None, metavar="JSON",
                     help="figures as JSON (default bench/results/tabular_replay.json)")
+    ap.add_argument("--tolerance", type=float, default=0.0, metavar="T",
+                    help="also report the share of random search's compute at which a method "
+                         "reaches random's final hypervolume less the share T of it (e.g. "
+                         "0.001; default 0: only the exact figure)")
     ap.add_argument("--paired", default="", metavar="A:B,...",
                     help="also print, per pair, A's hypervolume minus B's paired by seed "
                          "(mean, 90%% bootstrap interval, seeds ahead/behind)")
+
+
+def _tolerance(args: Any) -> float:
+    t = float(getattr(args, "tolerance", 0.0) or 0.0)
+    if not 0.0 <= t < 1.0:
+        raise UserError(f"--tolerance {t:g}: give a share of the hypervolume in [0, 1)")
+    return t
 
 
 def parse_pairs(text: str, methods: Sequence[str]) -> list[tuple[str, str]]:
@@ -623,31 +648,34 @@ def parse_pairs(text: str, methods: Sequence[str]) -> list[tuple[str, str]]:
 
 def report(runs: Mapping[str, Sequence[Any]], methods: Sequence[str], ref: Sequence[float],
            ref3: Sequence[float], out: str, meta: Mapping[str, Any],
-           pairs: Sequence[tuple[str, str]] = ()) -> None:
+           pairs: Sequence[tuple[str, str]] = (), tolerance: float = 0.0) -> None:
     """Print the 2-D and 3-D tables (and the paired differences of ``pairs``) and write the
     JSON (``runs``: anything with ``.trials`` per method and seed)."""
     from common import write_json
 
     fractions = (0.1, 0.25, 0.5, 1.0)
     curves = {m: [run_curve(r, ref) for r in rs] for m, rs in runs.items()}
-    res = analyse(curves, fractions)
-    print("\n2-D hypervolume (recall, query_gflops):\n" + format_results(res, runs, fractions))
+    res = analyse(curves, fractions, tolerance)
+    print("\n2-D hypervolume (recall, query_gflops):\n"
+          + format_results(res, runs, fractions, tolerance))
     curves3 = {m: [run_curve(r, ref3) for r in rs] for m, rs in runs.items()}
-    res3 = analyse(curves3, fractions)
+    res3 = analyse(curves3, fractions, tolerance)
     print("\n3-D hypervolume (recall, query_gflops, index_gflops: the tool's default "
-          "objectives):\n" + format_results(res3, runs, fractions))
+          "objectives):\n" + format_results(res3, runs, fractions, tolerance))
     if pairs and "random" in res:
         for dim, r in (("2-D", res), ("3-D", res3)):
             print(f"\n{dim} hypervolume, paired by seed: mean [90% CI] (seeds ahead+/behind-)"
                   " after a share of random search's final compute:\n"
                   + format_paired(r, pairs, fractions))
-    write_json(out, {**meta, "hv_reference": list(ref), "hv_reference_3d": list(ref3),
+    write_json(out, {**meta, "tolerance": tolerance, "hv_reference": list(ref),
+                     "hv_reference_3d": list(ref3),
                      "seeds": len(runs[methods[0]]), "methods": {m: {
                          "label": METHODS[m], **res[m], "hv3": res3[m],
                          "trials": [r.trials for r in runs[m]]} for m in methods}})
 
 
-def merge_results(paths: Sequence[str], out: str, paired: str = "") -> int:
+def merge_results(paths: Sequence[str], out: str, paired: str = "",
+                  tolerance: float = 0.0) -> int:
     """Report the seeds of several replay JSONs of one table, budget and clock together
     (e.g. two processes that ran different ``--first-seed`` ranges): the methods that
     every file replayed."""
@@ -679,7 +707,7 @@ def merge_results(paths: Sequence[str], out: str, paired: str = "") -> int:
         "clock": docs[0]["clock"], "merged_from": list(paths),
         "seed_list": [s for d in docs for s in d.get("seed_list", [])],
         "interrupted": any(d.get("interrupted") for d in docs),
-        "wall_s": sum(d.get("wall_s", 0.0) for d in docs)}, pairs)
+        "wall_s": sum(d.get("wall_s", 0.0) for d in docs)}, pairs, tolerance)
     print(f"json: {out}")
     return 0
 
@@ -690,7 +718,7 @@ def main_replay(args: Any) -> int:
     if getattr(args, "merge", None):
         return merge_results(args.merge.split(","), args.out or str(RESULTS /
                                                                    "tabular_replay.json"),
-                             getattr(args, "paired", ""))
+                             getattr(args, "paired", ""), _tolerance(args))
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     bad = [m for m in methods if m not in METHODS]
@@ -698,6 +726,7 @@ def main_replay(args: Any) -> int:
         raise MethodError(f"--methods: unknown method {bad[0] if bad else args.methods!r}; "
                           f"choose from {', '.join(METHODS)}")
     pairs = parse_pairs(getattr(args, "paired", ""), methods)
+    tolerance = _tolerance(args)
     if args.seeds < 1 or args.budget_trials <= 0:
         raise UserError("--seeds and --budget-trials must be positive")
     table = check_table(args.table, args.space)
@@ -764,6 +793,6 @@ def main_replay(args: Any) -> int:
     report(runs, methods, ref, ref3, out, {
         "machine": info, "table": table.path, "space_hash": table.meta["space_hash"],
         "budget_s": budget, "seed_list": seed_list, "interrupted": interrupted,
-        "clock": args.clock, "wall_s": time.monotonic() - t0}, pairs)
+        "clock": args.clock, "wall_s": time.monotonic() - t0}, pairs, tolerance)
     print(f"json: {out}\nwall: {time.monotonic() - t0:.0f} s")
     return 0

@@ -232,6 +232,8 @@ def test_bad_input_exits_2_and_writes_nothing(table_path: str, tmp_path: Path) -
          "unknown method 'bogus'"),
         (["replay", "--table", table_path, "--space", TINY, "--methods", "random,ray",
           "--paired", "ray:tool"], "--paired: 'ray:tool' is not A:B"),
+        (["replay", "--table", table_path, "--space", TINY, "--methods", "random",
+          "--tolerance", "1.5"], "--tolerance 1.5: give a share"),
         (["build", "--space", BIG, "--out", table_path], "built from another space"),
         (["build", "--space", TINY, "--out", str(foreign)], "not a tabular-benchmark table"),
         (["build", "--space", TINY, "--out", str(text)], "not a tabular-benchmark table"),
@@ -298,6 +300,17 @@ def test_replay_cli_writes_figures(table_path: str, tmp_path: Path) -> None:
     assert row.split(" | ")[-1].startswith(f"{sum(d) / 3:+.3g} [")
     assert m["methods"]["ray"]["trials"][2] == json.loads(out2.read_text())[
         "methods"]["ray"]["trials"][0]
+    # with a tolerance: a column beside the exact figure, never later than it
+    tol = tmp_path / "tol.json"
+    r = _cli("replay", "--merge", f"{out},{out2}", "--out", str(tol), "--tolerance", "0.05",
+             cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "reaches it to within 0.05 of it at" in r.stdout
+    t = json.loads(tol.read_text())
+    assert t["tolerance"] == 0.05
+    exact, loose = t["methods"]["ray"]["reach"], t["methods"]["ray"]["reach_tol"]
+    assert exact == m["methods"]["ray"]["reach"] and len(loose) == 3
+    assert all(a <= b for a, b in zip(loose, exact))
     # a run of fewer methods: the merge reports the methods every file replayed
     out3 = tmp_path / "res3.json"
     r = replay("random", 3, 1, out3)
@@ -307,3 +320,16 @@ def test_replay_cli_writes_figures(table_path: str, tmp_path: Path) -> None:
     assert "left out (not replayed in every file): ray" in r.stdout
     m = json.loads(merged.read_text())
     assert list(m["methods"]) == ["random"] and m["seed_list"] == [0, 1, 3]
+
+
+def test_reach_fraction_with_a_tolerance() -> None:
+    """The share of random search's compute at which a curve first reaches random's final
+    hypervolume, or that less a share of it."""
+    from bench_search import reach_fraction
+
+    rand = [{"compute_s": 5.0, "hv": 8.0}, {"compute_s": 10.0, "hv": 10.0}]
+    tool = [{"compute_s": 1.0, "hv": 9.95}, {"compute_s": 3.0, "hv": 10.0}]
+    assert reach_fraction(tool, rand) == pytest.approx(0.3)
+    assert reach_fraction(tool, rand, tolerance=0.001) == pytest.approx(0.3)  # 9.99 needed
+    assert reach_fraction(tool, rand, tolerance=0.01) == pytest.approx(0.1)  # 9.9 needed
+    assert reach_fraction(tool[:1], rand) == math.inf
