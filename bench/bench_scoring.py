@@ -234,7 +234,8 @@ def main() -> None:
           f"GFLOP/s alone, {hid / peak:.0%} of the square matmul's rate")
     print(f"linear layers on packed weights (nas.model.packed): {'yes' if packed else 'no'} "
           f"(NAS_PACKED_LINEAR=0 turns them off; from {packed_rows} rows, so not in the "
-          "naive loop's one-pair calls)")
+          "naive loop's one-pair calls); attention keys padded to whole 16-key blocks: "
+          f"{'yes' if packed else 'no'} (the same switch and rows)")
     print(f"naive per-pair loop: {n_naive} random pairs timed in {t_naive_part:.2f} s, "
           f"extrapolated to {n * n} pairs: {t_naive:.1f} s")
     print(f"same results: max |diff| = {err:.2e} (relative {rel:.1e}) on the {n_naive} pairs")
