@@ -32,7 +32,7 @@ from nas.config import FusionConfig  # noqa: E402
 from nas.evaluate import similarity  # noqa: E402
 from nas.model import build_model  # noqa: E402
 from nas.model.packed import MIN_ROWS as packed_rows  # noqa: E402
-from nas.model.packed import packed_inference  # noqa: E402
+from nas.model.packed import packed_inference, padded_keys  # noqa: E402
 
 from common import machine_info, print_machine  # noqa: E402
 
@@ -197,6 +197,8 @@ def main() -> None:
     # layers from MIN_ROWS rows; its one-pair calls are smaller, so they keep the plain
     # kernels, which are faster there), so the ratio is the batching's alone
     with torch.no_grad(), packed_inference(model) as packed:
+        keys = (f"self-attention {f} -> {padded_keys(f)} keys, cross-attention "
+                f"{cfg.resampler_queries} -> {padded_keys(cfg.resampler_queries)} keys")
         for p, idx in enumerate(flat.tolist()):
             i, j = divmod(idx, n)
             cenc = model.encode_clips(clips.index(slice(j, j + 1)))
@@ -234,8 +236,7 @@ def main() -> None:
           f"GFLOP/s alone, {hid / peak:.0%} of the square matmul's rate")
     print(f"linear layers on packed weights (nas.model.packed): {'yes' if packed else 'no'} "
           f"(NAS_PACKED_LINEAR=0 turns them off; from {packed_rows} rows, so not in the "
-          "naive loop's one-pair calls); attention keys padded to whole 16-key blocks: "
-          f"{'yes' if packed else 'no'} (the same switch and rows)")
+          f"naive loop's one-pair calls); attention keys in the pass: {keys}")
     print(f"naive per-pair loop: {n_naive} random pairs timed in {t_naive_part:.2f} s, "
           f"extrapolated to {n * n} pairs: {t_naive:.1f} s")
     print(f"same results: max |diff| = {err:.2e} (relative {rel:.1e}) on the {n_naive} pairs")
