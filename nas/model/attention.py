@@ -90,7 +90,14 @@ def _pad_keys(k: Tensor, v: Tensor, mask: Tensor | None, keys: int
     ``nas.model.packed`` for why."""
     m = k.shape[2]
     extra = keys - m
-    k, v = F.pad(k, (0, 0, 0, extra)), F.pad(v, (0, 0, 0, extra))
+
+    def pad(x: Tensor) -> Tensor:  # written once (F.pad zero-fills all of it first)
+        out = x.new_empty(x.shape[0], keys, x.shape[1], x.shape[3])  # [C, M', H, d_h]
+        out[:, :m].copy_(x.transpose(1, 2))
+        out[:, m:].zero_()
+        return out.transpose(1, 2)
+
+    k, v = pad(k), pad(v)
     if mask is None:
         mask = k.new_zeros(1, 1, 1, m + extra)
         mask[..., m:] = float("-inf")
