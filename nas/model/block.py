@@ -79,9 +79,10 @@ class PairInputs:
         self.tbar = None if texts is None else _take(texts.tbar, text_idx)
         self.that = None if texts is None else _take(texts.that, text_idx)
         self.key_bias: Tensor | None = None
-        # the masks as attention takes them: None when nothing is padded
+        # the masks as attention and pooling take them: None when nothing is padded
         self.vkeys = key_padding(self.vmask)
         self.akeys = key_padding(_take(clips.amask, self._mem))
+        self.vpool = self.vkeys  # the frame mask for ``pool_v`` (a mean needs no mask pass)
 
     @cached_property
     def audio(self) -> Tensor:
@@ -237,7 +238,7 @@ class FusionBlock(nn.Module):
         return {"main": self.cross_attn.project_kv(audio), **self.audio_path.precompute(audio)}
 
     def forward(self, x: Tensor, p: PairInputs, ctx: FusionContext) -> Tensor:
-        xbar = self.pool_v(x, p.vmask)
+        xbar = self.pool_v(x, p.vpool)
         s = self.summary(xbar, p)
         fused_query, q_inject = self.query(x, s, p, ctx)
         d = self.decay(ctx)

@@ -64,11 +64,14 @@ class Mlp(_QuickGELUMlp):
                          nn.Linear(4 * dim, dim, bias=bias))
 
 
-def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
-    """Mean of ``x [N, S, D]`` over the valid positions of ``mask [N, S]`` -> ``[N, D]``.
+def masked_mean(x: Tensor, mask: Tensor | None) -> Tensor:
+    """Mean of ``x [N, S, D]`` over the valid positions of ``mask [N, S]`` -> ``[N, D]``;
+    ``mask`` None: every position is valid (the plain mean, without a pass to mask ``x``).
 
     A row with no valid position gives zeros (count clamped to 1) rather than NaN.
     """
+    if mask is None:
+        return x.mean(1)
     m = mask.to(x.dtype).unsqueeze(-1)
     return (x * m).sum(1) / m.sum(1).clamp_min(1.0)
 

@@ -1,4 +1,7 @@
-"""Pooled summaries x̄, ā, t̄ for the gate inputs: masked mean (reference) or attention (9)."""
+"""Pooled summaries x̄, ā, t̄ for the gate inputs: masked mean (reference) or attention (9).
+
+The mask may be None: every position is valid (what ``PairInputs.vpool`` gives when
+nothing in a batch is padded)."""
 
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ __all__ = ["MeanPool", "AttentionPool", "make_pool"]
 class MeanPool(nn.Module):
     """Mean over the valid positions (the reference ignores the masks here: we do not)."""
 
-    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+    def forward(self, x: Tensor, mask: Tensor | None) -> Tensor:
         return masked_mean(x, mask)
 
 
@@ -29,9 +32,11 @@ class AttentionPool(nn.Module):
         self.norm = nn.LayerNorm(dim)
         self.u = nn.Parameter(torch.zeros(dim))
 
-    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+    def forward(self, x: Tensor, mask: Tensor | None) -> Tensor:
         logits = self.norm(x) @ self.u
-        w = logits.masked_fill(~safe_key_mask(mask), float("-inf")).softmax(-1)
+        if mask is not None:  # None: every position is valid
+            logits = logits.masked_fill(~safe_key_mask(mask), float("-inf"))
+        w = logits.softmax(-1)
         return (w.unsqueeze(-1) * x).sum(1)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor, nn
 
@@ -14,8 +16,8 @@ __all__ = ["NoRouter", "LayerRouter"]
 class NoRouter(nn.Module):
     """Every layer applies in full: x_{l+1} = Block_l(x_l)."""
 
-    def weights(self, s0: Tensor, ctx: FusionContext) -> Tensor | None:
-        return None
+    def weights(self, summary: Callable[[], Tensor], ctx: FusionContext) -> Tensor | None:
+        return None  # the summary is not computed
 
     def mix(self, layer: int, x: Tensor, y: Tensor, w: Tensor | None) -> Tensor:
         return y
@@ -36,8 +38,9 @@ class LayerRouter(nn.Module):
         self.mlp = GateMLP(in_dim, hidden, layers)
         self.sparsity, self.skip_threshold = sparsity, skip_threshold
 
-    def weights(self, s0: Tensor, ctx: FusionContext) -> Tensor:
-        w = torch.sigmoid(self.mlp(s0) + 3.0)  # [P, L]; ~0.95 at init: every layer on
+    def weights(self, summary: Callable[[], Tensor], ctx: FusionContext) -> Tensor:
+        """Per-pair layer weights ``[P, L]`` from ``summary()`` (``[x̄0; ā; t̄]``)."""
+        w = torch.sigmoid(self.mlp(summary()) + 3.0)  # [P, L]; ~0.95 at init: every layer on
         if self.training and self.sparsity > 0:
             ctx.add_loss("routing_sparsity", self.sparsity * w.sum(-1).mean())
         for layer in range(w.shape[1]):

@@ -13,7 +13,7 @@ from nas.evaluate import GateRecorder, gate_statistics, similarity
 from nas.model import build_model
 from nas.model.attention import MultiHeadAttention, NoTemperature, Temperature
 
-from model_helpers import make_clips, make_texts, randomize, tiny_config
+from model_helpers import COMBOS, make_clips, make_texts, randomize, tiny_config
 
 # ----------------------------------------------------------------------------------
 # variant 2: temperature changes the attention weights
@@ -183,11 +183,14 @@ def test_model_gate_records_cover_every_gate_kind() -> None:
 # unpadded batches: attention without a mask gives the masked result
 # ----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("changes", [{}, {"attn_reweighting": True}, {"dual_path": True}])
+@pytest.mark.parametrize("changes", [{}, {"attn_reweighting": True}, {"dual_path": True},
+                                     {"pooling": "attention", "routing": True},
+                                     COMBOS["agnostic_mix"]])
 def test_unpadded_pairs_skip_the_mask_and_score_the_same(changes, monkeypatch) -> None:
-    """With nothing padded the fusion passes no mask to attention (``key_padding``); the
-    scores equal those with the all-true mask applied, and the mask path is still taken
-    when one frame or token is padded."""
+    """With nothing padded the fusion passes no mask to attention and to the frame pooling
+    (``key_padding``: a plain mean, softmax); the scores and the training loss equal those
+    with the all-true mask applied, and the mask path is still taken when one frame or
+    token is padded."""
     import nas.model.block as block
 
     cfg = tiny_config(**changes)
@@ -202,8 +205,14 @@ def test_unpadded_pairs_skip_the_mask_and_score_the_same(changes, monkeypatch) -
     monkeypatch.setattr(block, "key_padding", lambda m: seen.append(orig(m)) or orig(m))
     fast = similarity(model, texts, clips)
     assert seen and all(s is None for s in seen)
+    n = min(len(texts.text), len(clips.video))
+    loss = model.training_loss(clips.index(slice(0, n)), texts.index(slice(0, n)),
+                               torch.arange(n)).loss
     monkeypatch.setattr(block, "key_padding", lambda m: m)  # always the mask
     torch.testing.assert_close(similarity(model, texts, clips), fast, rtol=1e-5, atol=1e-5)
+    masked = model.training_loss(clips.index(slice(0, n)), texts.index(slice(0, n)),
+                                 torch.arange(n)).loss
+    torch.testing.assert_close(masked, loss, rtol=1e-5, atol=1e-6)
     monkeypatch.setattr(block, "key_padding", lambda m: seen.append(orig(m)) or orig(m))
     seen.clear()
     padded = make_clips(6, cfg, seed=3)
