@@ -316,7 +316,7 @@ class KeyReweighting(nn.Module):
 
     def forward(self, x: Tensor, p, layer: int, ctx) -> Tensor | None:
         audio = p.audio
-        xbar = self.pool(x, p.vpool)
+        xbar = self.pool(x, p.vkeys)
         m = audio.shape[1]
         u = torch.cat([xbar.unsqueeze(1).expand(-1, m, -1), audio], dim=-1)
         r = torch.sigmoid(self.mlp(u).squeeze(-1))  # [P, M]

@@ -82,7 +82,6 @@ class PairInputs:
         # the masks as attention and pooling take them: None when nothing is padded
         self.vkeys = key_padding(self.vmask)
         self.akeys = key_padding(_take(clips.amask, self._mem))
-        self.vpool = self.vkeys  # the frame mask for ``pool_v`` (a mean needs no mask pass)
 
     @cached_property
     def audio(self) -> Tensor:
@@ -238,7 +237,7 @@ class FusionBlock(nn.Module):
         return {"main": self.cross_attn.project_kv(audio), **self.audio_path.precompute(audio)}
 
     def forward(self, x: Tensor, p: PairInputs, ctx: FusionContext) -> Tensor:
-        xbar = self.pool_v(x, p.vpool)
+        xbar = self.pool_v(x, p.vkeys)
         s = self.summary(xbar, p)
         fused_query, q_inject = self.query(x, s, p, ctx)
         d = self.decay(ctx)

@@ -227,7 +227,7 @@ class FusionRetrievalModel(nn.Module):
         p = PairInputs(clips, texts, clip_idx, text_idx, memory)
         ctx.frame_mask = p.vmask
         x0 = clips.x0 if clip_idx is None else clips.x0[clip_idx]
-        w = self.router.weights(lambda: self.router_summary(self.pool_v(x0, p.vpool), p), ctx)
+        w = self.router.weights(lambda: self.router_summary(self.pool_v(x0, p.vkeys), p), ctx)
         x = x0
         for layer, blk in enumerate(self.blocks):
             x = self.router.mix(layer, x, blk(x, p, ctx), w)

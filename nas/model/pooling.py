@@ -1,6 +1,6 @@
 """Pooled summaries x̄, ā, t̄ for the gate inputs: masked mean (reference) or attention (9).
 
-The mask may be None: every position is valid (what ``PairInputs.vpool`` gives when
+The mask may be None: every position is valid (what ``PairInputs.vkeys`` gives when
 nothing in a batch is padded)."""
 
 from __future__ import annotations
