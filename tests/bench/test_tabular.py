@@ -13,6 +13,7 @@ import math
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -168,6 +169,38 @@ def test_tiny_replay_every_method(table_path: str, tmp_path: Path, method: str) 
         assert t["recall"] == row["recall"]
     if method in ("random", "tpe"):
         assert all(t["full"] for t in rep.trials)
+
+
+@pytest.mark.parametrize("method", ["tool_cost_nows", "ray"])
+def test_replay_charges_cost_estimates_from_the_first_proposal(
+        table_path: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, method: str) -> None:
+    """A live search estimates the costs of the configurations it considers (a cost-aware
+    choice more of them, Ray's trials their query cost): on the replay's clock that is the
+    method's own time, counted from its first proposal on. Each estimate here burns
+    20 ms of CPU; only the one-off set-up (the driver's estimate of the reference) may
+    come before the clock starts."""
+    import nas.cost
+
+    real = nas.cost.estimate_costs
+    before: list[int] = []
+    after: list[int] = []
+
+    def slow(*a: object, **k: object) -> object:
+        rep = tr._CURRENT[-1] if tr._CURRENT else None
+        (after if rep is not None and rep.t0 is not None else before).append(1)
+        end = time.process_time() + 0.02
+        while time.process_time() < end:
+            pass
+        return real(*a, **k)
+
+    monkeypatch.setattr(nas.cost, "estimate_costs", slow)
+    table = tr.check_table(table_path, TINY)
+    full = sum(rows[-1]["cpu_s"] for rows in table.results.values()) / len(table.results)
+    rep = tr.replay_method(method, table, TINY, seed=0, budget_s=8 * full + 3.0,
+                           workdir=str(tmp_path), trials=10)
+    assert len(after) >= 4, (before, after)
+    assert len(before) <= 1, (before, after)
+    assert rep.decision_s() >= 0.9 * 0.02 * len(after)
 
 
 def _trained(storage: str, name: str) -> list[tuple]:
