@@ -140,7 +140,7 @@ class Replay:
     trials: list[dict[str, Any]] = field(default_factory=list)
     table_s: float = 0.0  # simulated seconds of the trials (the table's wall seconds)
     lookup_s: float = 0.0  # real seconds spent reading the table (not the method's time)
-    t0: float | None = None  # real time when the first trial started
+    t0: float | None = None  # real time at the first proposal
 
     def tick(self) -> float:
         """The method's own time now: this process's CPU seconds (``clock="cpu"``: load
@@ -152,8 +152,10 @@ class Replay:
         return float(row["cpu_s" if self.clock == "cpu" else "wall_s"])
 
     def start(self) -> None:
-        """Start the clock (at the first trial: the method's one-off set-up, e.g. creating
-        its study, is not counted; every later proposal and decision is)."""
+        """Start the clock, at the method's first proposal (the drivers call it there; the
+        evaluator too, for a method that trains before it proposes): the one-off set-up,
+        e.g. creating its study, is not counted; every proposal and decision from the
+        first on is."""
         if self.t0 is None:
             self.t0 = self.tick()
 
