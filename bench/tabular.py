@@ -53,7 +53,7 @@ def _info(args: argparse.Namespace) -> int:
     print(f"{t.path}: space {m['space_name']} (hash {m['space_hash']}), data {m['data']}, "
           f"rungs {m['rungs']}, {len(t.configs)} configurations, complete seeds {t.seeds}, "
           f"{len(t.results)} runs; built {m.get('created')}")
-    for line in agreement(t):
+    for line in agreement(t) + agnostic_halving(t):
         print(line)
     return 0
 
@@ -86,6 +86,43 @@ def agreement(t: Any) -> list[str]:
             out.append(f"  seed {s}, rung {name} vs full-budget recall: "
                        + ", ".join(f"r{r} ({rungs[r]:g} ep) {x:.3f}"
                                    for r, x in enumerate(rho)))
+    return out
+
+
+def agnostic_halving(t: Any, budget_trials: float = 24.0) -> list[str]:
+    """A yardstick for the replay's efficiency figures: successive halving (eta 2, the
+    table's rungs) over exactly the table's text-agnostic configurations, an oracle that is
+    told where the 2-D front's top lies (text-agnostic configurations answer a query with
+    1/1000 of a text-conditioned one's FLOPs, so the best of them sets most of the 2-D
+    hypervolume). Per seed and rung signal: its CPU seconds as a share of the replay's
+    default budget (``budget_trials`` x the mean full-budget trial, CPU clock), and the
+    full-budget recall it ends with against the best text-agnostic one of the table."""
+    import statistics
+
+    from nas.search.objectives import OBJECTIVES
+
+    rank_key = OBJECTIVES["recall"].rung_key
+    signals = {"recall": lambda m: m["recall"], "mean rank": lambda m: -m[rank_key]}
+    res = t.results
+    budget = budget_trials * statistics.fmean(rows[-1]["cpu_s"] for rows in res.values())
+    agnostic = sorted(c for c, row in t.configs.items() if not row["text_conditioned"])
+    if not agnostic:
+        return []
+    out = [f"  successive halving over the {len(agnostic)} text-agnostic configurations "
+           f"only (an oracle's yardstick), share of a {budget_trials:g}-trial budget:"]
+    for name, f in signals.items():
+        for s in t.seeds:
+            alive, cpu = agnostic, 0.0
+            for r in range(len(t.rungs)):
+                cpu += sum(res[(c, s)][r]["cpu_s"] - (res[(c, s)][r - 1]["cpu_s"] if r else 0.0)
+                           for c in alive)
+                if r < len(t.rungs) - 1:
+                    alive = sorted(alive, key=lambda c: -f(res[(c, s)][r]["metrics"]))
+                    alive = alive[:max(1, len(alive) // 2)]
+            found = max(res[(c, s)][-1]["recall"] for c in alive)
+            best = max(res[(c, s)][-1]["recall"] for c in agnostic)
+            out.append(f"    seed {s}, ranked by {name}: {cpu / budget:.0%} of the budget "
+                       f"({cpu:.1f} CPU s), ends at recall {found:.1f} (best {best:.1f})")
     return out
 
 

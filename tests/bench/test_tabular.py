@@ -366,3 +366,40 @@ def test_reach_fraction_with_a_tolerance() -> None:
     assert reach_fraction(tool, rand, tolerance=0.001) == pytest.approx(0.3)  # 9.99 needed
     assert reach_fraction(tool, rand, tolerance=0.01) == pytest.approx(0.1)  # 9.9 needed
     assert reach_fraction(tool[:1], rand) == math.inf
+
+
+def test_agnostic_halving_keeps_the_top_half_at_each_rung() -> None:
+    """The oracle's yardstick in `tabular.py info`: successive halving over the
+    text-agnostic configurations only, charged each survivor's extra CPU seconds per rung."""
+    import tabular as tb
+
+    from nas.search.objectives import OBJECTIVES
+
+    key = OBJECTIVES["recall"].rung_key
+    configs, results = {}, {}
+    # 8 text-agnostic configurations whose first rungs rank them backwards for the mean
+    # rank's sake: recall at r0 says c7 best, the mean rank at r0 says c0 best; only c0
+    # becomes the best at the full budget. 8 text-conditioned ones, far better: ignored.
+    for i in range(16):
+        cid = f"c{i:02d}"
+        agn = i < 8
+        configs[cid] = {"text_conditioned": not agn}
+        full = (50.0 + (10 if i == 0 else i)) if agn else 99.0
+        results[(cid, 0)] = [
+            {"recall": float(i), "cpu_s": 1.0, "metrics": {"recall": float(i), key: float(i)}},
+            {"recall": float(10 - i), "cpu_s": 3.0,
+             "metrics": {"recall": float(10 - i), key: float(i)}},
+            {"recall": full, "cpu_s": 4.0, "metrics": {"recall": full, key: 0.0}},
+        ]
+    t = tt.Table(path="x", meta={"rungs": [1, 2, 3]}, configs=configs, results=results)
+    lines = tb.agnostic_halving(t, budget_trials=1.0)
+    # budget: 1 x mean full-budget CPU s = 4.0; cost 8 x 1 + 4 x 2 + 2 x 1 = 18 = 450 %
+    by_recall = next(ln for ln in lines if "ranked by recall" in ln)
+    by_rank = next(ln for ln in lines if "ranked by mean rank" in ln)
+    assert "450% of the budget (18.0 CPU s)" in by_recall
+    assert "450% of the budget (18.0 CPU s)" in by_rank
+    # by recall: r0 keeps c04-c07, r1 (recall 10 - i) keeps c04, c05: ends at 55
+    assert by_recall.endswith("ends at recall 55.0 (best 60.0)")
+    # by mean rank (lower is better): r0 keeps c00-c03, r1 keeps c00, c01: ends at 60
+    assert by_rank.endswith("ends at recall 60.0 (best 60.0)")
+
