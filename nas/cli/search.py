@@ -116,9 +116,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--hedge", type=int, default=0, metavar="N",
                    help="every N-th trial is not stopped at the first rung (Hyperband's "
                         "second bracket: a hedge against a first rung that ranks badly); "
-                        "0 = none (default). Measured: it helps a search without the warm "
-                        "start on real signals, and costs hypervolume with it (BENCHMARKS.md "
-                        "section 8)")
+                        "0 = none (default). Measured on 100 seeds: no gain without the "
+                        "warm start (an early gain on 50 seeds did not hold), and it costs "
+                        "hypervolume with it (BENCHMARKS.md section 8)")
     p.add_argument("--no-warm-start", dest="warm_start", action="store_false",
                    help="a new study starts without the warm-start queue (AVIGATE, the "
                         "reference and the plan's single variants); the first trials are "
