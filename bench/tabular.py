@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Mapping
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, machine_info, print_machine
@@ -58,6 +58,16 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
+def rung_signals() -> dict[str, Callable[[Mapping[str, Any]], float]]:
+    """What early stopping can rank by at a rung (nas.search.objectives.RUNG_SIGNALS), as
+    a score of a rung's metrics where higher is better: the recall itself, or the mean
+    rank of the matching clip (lower is better: negated)."""
+    from nas.search.objectives import OBJECTIVES
+
+    rank_key = OBJECTIVES["recall"].rung_key  # the one definition of the early signal
+    return {"recall": lambda m: m["recall"], "mean rank": lambda m: -m[rank_key]}
+
+
 def agreement(t: Any) -> list[str]:
     """How much the table's ranking of configurations is signal: full-budget recall of each
     pair of complete seeds against each other, and each early rung against the full budget
@@ -70,13 +80,7 @@ def agreement(t: Any) -> list[str]:
     full = {s: [res[(c, s)][-1]["recall"] for c in cids] for s in seeds}
     out = [f"  full-budget recall, seed {a} vs seed {b}: Spearman {spearman(full[a], full[b]):.3f}"
            for i, a in enumerate(seeds) for b in seeds[i + 1:]]
-    # What early stopping can rank by at a rung (nas.search.objectives.RUNG_SIGNALS): the
-    # recall itself, or the mean rank of the matching clip (lower is better: negated).
-    from nas.search.objectives import OBJECTIVES
-
-    rank_key = OBJECTIVES["recall"].rung_key  # the one definition of the early signal
-    signals = {"recall": lambda m: m["recall"], "mean rank": lambda m: -m[rank_key]}
-    for name, f in signals.items():
+    for name, f in rung_signals().items():
         for s in seeds:
             try:
                 rho = [spearman([f(res[(c, s)][r]["metrics"]) for c in cids], full[s])
@@ -97,20 +101,17 @@ def agnostic_halving(t: Any, budget_trials: float = 24.0) -> list[str]:
     hypervolume). Per seed and rung signal: its CPU seconds as a share of the replay's
     default budget (``budget_trials`` x the mean full-budget trial, CPU clock), and the
     full-budget recall it ends with against the best text-agnostic one of the table."""
-    import statistics
+    from tabular_replay import replay_budget
 
-    from nas.search.objectives import OBJECTIVES
-
-    rank_key = OBJECTIVES["recall"].rung_key
-    signals = {"recall": lambda m: m["recall"], "mean rank": lambda m: -m[rank_key]}
     res = t.results
-    budget = budget_trials * statistics.fmean(rows[-1]["cpu_s"] for rows in res.values())
+    budget = replay_budget(t, budget_trials, "cpu")
     agnostic = sorted(c for c, row in t.configs.items() if not row["text_conditioned"])
     if not agnostic:
         return []
+    best = {s: max(res[(c, s)][-1]["recall"] for c in agnostic) for s in t.seeds}
     out = [f"  successive halving over the {len(agnostic)} text-agnostic configurations "
            f"only (an oracle's yardstick), share of a {budget_trials:g}-trial budget:"]
-    for name, f in signals.items():
+    for name, f in rung_signals().items():
         for s in t.seeds:
             alive, cpu = agnostic, 0.0
             for r in range(len(t.rungs)):
@@ -120,9 +121,8 @@ def agnostic_halving(t: Any, budget_trials: float = 24.0) -> list[str]:
                     alive = sorted(alive, key=lambda c: -f(res[(c, s)][r]["metrics"]))
                     alive = alive[:max(1, len(alive) // 2)]
             found = max(res[(c, s)][-1]["recall"] for c in alive)
-            best = max(res[(c, s)][-1]["recall"] for c in agnostic)
             out.append(f"    seed {s}, ranked by {name}: {cpu / budget:.0%} of the budget "
-                       f"({cpu:.1f} CPU s), ends at recall {found:.1f} (best {best:.1f})")
+                       f"({cpu:.1f} CPU s), ends at recall {found:.1f} (best {best[s]:.1f})")
     return out
 
 

@@ -68,6 +68,7 @@ __all__ = [
     "add_replay_args",
     "check_table",
     "main_replay",
+    "replay_budget",
     "replay_method",
     "table_costs",
     "table_data",
@@ -455,6 +456,13 @@ def replay_method(method: str, table: Any, space_path: str, seed: int, budget_s:
     return rep
 
 
+def replay_budget(table: Any, budget_trials: float, clock: str = "cpu") -> float:
+    """Simulated seconds per replayed run: ``budget_trials`` x the table's mean
+    full-budget trial (CPU or wall seconds, as the clock counts)."""
+    key = "cpu_s" if clock == "cpu" else "wall_s"
+    return budget_trials * statistics.fmean(rows[-1][key] for rows in table.results.values())
+
+
 # ----------------------------------------------------------------------------- checks
 
 def check_table(table_path: str, space_path: str) -> Any:
@@ -783,14 +791,12 @@ def main_replay(args: Any) -> int:
     signal.signal(signal.SIGINT, interrupt)
     info = machine_info()
     print_machine(info)
-    key = "cpu_s" if args.clock == "cpu" else "wall_s"
-    full_s = [rows[-1][key] for rows in table.results.values()]
-    budget = args.budget_trials * statistics.fmean(full_s)
+    budget = replay_budget(table, args.budget_trials, args.clock)
     ref = hv_reference(table, 2)
     ref3 = hv_reference(table, 3)
     print(f"table {table.path}: {len(table.configs)} configurations, seeds {table.seeds}, "
           f"rungs {table.rungs}; budget {budget:.1f} simulated s per run ({args.budget_trials:g}"
-          f" x mean full-budget trial {statistics.fmean(full_s):.2f} s, clock {args.clock}); "
+          f" x mean full-budget trial {budget / args.budget_trials:.2f} s, clock {args.clock}); "
           f"hv reference {ref} (2-D), {ref3} (3-D)",
           flush=True)
     runs: dict[str, list[Replay]] = {m: [] for m in methods}
